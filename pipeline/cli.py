@@ -1,0 +1,61 @@
+"""The Hydra entry point shared by every stage.
+
+Stages run two ways: directly (``python -m pipeline.train trainer.max_epochs=1``,
+composing ``conf/``) and under DVC (``--config-dir . --config-name params``,
+reading the ``params.yaml`` that ``dvc exp run`` composed). Either way Hydra is
+told to write nothing into the project (no ``outputs/``, ``.hydra/`` or log file),
+and errors a user can fix are printed as one message with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.config import Config, to_config
+from pipeline.errors import GlassnetError
+
+log = logging.getLogger("pipeline")
+
+# Hydra settings that keep runs litter-free; a user's own setting of the same key wins.
+_QUIET_HYDRA = {
+    "hydra.run.dir": "hydra.run.dir=.",
+    "hydra.sweep.dir": "hydra.sweep.dir=artifacts/multirun",
+    "hydra.output_subdir": "hydra.output_subdir=null",
+    "hydra/job_logging": "hydra/job_logging=stdout",
+    "hydra/hydra_logging": "hydra/hydra_logging=disabled",
+}
+
+EXIT_USER_ERROR = 2
+# An absolute path: Hydra reads a relative one as a Python module when the app is imported.
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def _quiet_argv(argv: list[str]) -> list[str]:
+    given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv if "=" in arg}
+    return argv + [setting for key, setting in _QUIET_HYDRA.items() if key not in given]
+
+
+def stage_main(run: Callable[[Config], Any]) -> None:
+    """Run ``run`` as a Hydra app, turning user errors into a clean message and exit code 2."""
+    sys.argv = [sys.argv[0], *_quiet_argv(sys.argv[1:])]
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+    def _main(cfg: DictConfig) -> None:
+        try:
+            run(to_config(cfg))
+        except (GlassnetError, OmegaConfBaseException) as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            log.error("%s: %s", type(err).__name__, err)
+            sys.exit(EXIT_USER_ERROR)
+
+    _main()

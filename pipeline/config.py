@@ -1,0 +1,196 @@
+"""Typed schema of the configuration, registered in Hydra's ConfigStore.
+
+``to_config`` merges a composed config (from ``conf/`` or ``params.yaml``) into
+the schema, so an unknown key or a wrong type fails before any work, naming the
+full key, and then checks value ranges.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.errors import ConfigError
+
+
+class Explainer(str, enum.Enum):
+    deep = "deep"
+
+
+class Activation(str, enum.Enum):
+    relu = "relu"
+    tanh = "tanh"
+    sigmoid = "sigmoid"
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    loader: dict[str, Any] = field(default_factory=lambda: {"_target_": "pipeline.datasets.load_digits"})
+    test_size: float = 0.2
+    val_size: float = 0.1
+    scaler: dict[str, Any] = field(
+        default_factory=lambda: {"_target_": "sklearn.preprocessing.StandardScaler"}
+    )
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "pipeline.model.MLP"
+    hidden_sizes: list[int] = field(default_factory=lambda: [128])
+    activation: Activation = Activation.relu
+    dropout: float = 0.2
+
+
+@dataclass
+class OptimConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    # Optimizer-specific keys; None means "not passed to the optimizer".
+    momentum: float | None = None
+    nesterov: bool | None = None
+
+
+@dataclass
+class TrainerConfig:
+    _target_: str = "pytorch_lightning.Trainer"
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    max_epochs: int = 60
+    deterministic: bool = True
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64
+    early_stopping_patience: int = 10
+
+
+@dataclass
+class EvaluateConfig:
+    calibration_bins: int = 10
+
+
+@dataclass
+class ExplainConfig:
+    explainer: Explainer = Explainer.deep
+    n_samples: int = 200
+    n_background: int = 100
+    n_examples: int = 6
+
+
+@dataclass
+class ReportConfig:
+    title: str = "glassnet report"
+    dpi: int = 110
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None
+    experiment: str = "glassnet"
+    run_name: str | None = None
+
+
+@dataclass
+class PathsConfig:
+    prepare: str = "artifacts/prepare"
+    train: str = "artifacts/train"
+    evaluate: str = "artifacts/evaluate"
+    explain: str = "artifacts/explain"
+    train_metrics: str = "artifacts/metrics/train.json"
+    evaluate_metrics: str = "artifacts/metrics/evaluate.json"
+    explain_metrics: str = "artifacts/metrics/explain.json"
+    history: str = "artifacts/plots/history.csv"
+    predictions: str = "artifacts/plots/predictions.csv"
+    calibration: str = "artifacts/plots/calibration.csv"
+    report: str = "reports/index.html"
+
+
+@dataclass
+class Config:
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+ConfigStore.instance().store(name="glassnet_schema", node=Config)
+
+# (key, test, what must hold). Checked after the type merge, so values have their types.
+_RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("seed", lambda v: v >= 0, "a non-negative integer"),
+    ("data.test_size", lambda v: 0 < v < 1, "a fraction in (0, 1)"),
+    ("data.val_size", lambda v: 0 < v < 1, "a fraction in (0, 1)"),
+    ("model.hidden_sizes", lambda v: len(v) > 0, "a non-empty list of layer widths, e.g. [128]"),
+    ("model.hidden_sizes", lambda v: all(h > 0 for h in v), "positive layer widths"),
+    ("model.dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    ("optim.lr", lambda v: v > 0, "a positive learning rate, e.g. 0.001"),
+    ("optim.weight_decay", lambda v: v >= 0, "non-negative"),
+    ("trainer.max_epochs", lambda v: v >= 1, "at least 1"),
+    ("train.batch_size", lambda v: v >= 1, "at least 1"),
+    ("train.early_stopping_patience", lambda v: v >= 1, "at least 1"),
+    ("evaluate.calibration_bins", lambda v: v >= 1, "at least 1"),
+    ("explain.n_samples", lambda v: v >= 1, "at least 1"),
+    ("explain.n_background", lambda v: v >= 1, "at least 1"),
+    ("explain.n_examples", lambda v: v >= 0, "non-negative"),
+    ("report.dpi", lambda v: 20 <= v <= 600, "between 20 and 600"),
+]
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key whose value is out of range."""
+    for key, ok, expected in _RANGES:
+        value = OmegaConf.select(cfg, key)
+        if not ok(value):
+            raise ConfigError(
+                f"Config key '{key}' = {value!r} is invalid: expected {expected}. "
+                f"Override it, e.g. `python -m pipeline.train {key}=...`, or fix conf/."
+            )
+    if cfg.data.test_size + cfg.data.val_size >= 1:
+        raise ConfigError(
+            "Config keys 'data.test_size' + 'data.val_size' must leave data for training "
+            f"(got {cfg.data.test_size} + {cfg.data.val_size} >= 1)."
+        )
+
+
+def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
+    """Merge into the schema (unknown keys and wrong types raise, naming the key), then validate.
+
+    The result stays an OmegaConf DictConfig (so ``instantiate`` works on its
+    sub-configs) but is typed as ``Config`` for the type checker.
+    """
+    schema = OmegaConf.structured(Config)
+    merged = OmegaConf.merge(schema, cfg)
+    assert isinstance(merged, DictConfig)
+    validate(merged)
+    return cast(Config, merged)
+
+
+def as_dict(cfg: Config) -> dict[str, Any]:
+    """Plain, resolved dict (enums as their names) for logging and JSON."""
+    container = OmegaConf.to_container(cast(DictConfig, cfg), resolve=True, enum_to_str=True)
+    assert isinstance(container, dict)
+    return cast(dict[str, Any], container)
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.create(as_dict(cfg)))

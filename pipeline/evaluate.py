@@ -1,0 +1,171 @@
+"""Stage 3: score the trained model on the test split.
+
+    python -m pipeline.evaluate
+
+Accuracy, macro F1, per-class precision/recall/F1, log loss and expected
+calibration error; the confusion matrix; figures; a metrics JSON and
+per-sample (actual, predicted) rows for DVC's confusion plot.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline import io, layout, model, prepare, tracking
+from pipeline.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def predict_proba(net: torch.nn.Module, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Class probabilities (n, n_classes) from the network's logits, in eval mode."""
+    net.eval()
+    with torch.inference_mode():
+        parts = [torch.softmax(net(torch.from_numpy(X[i : i + batch_size])), dim=1)
+                 for i in range(0, len(X), batch_size)]
+    return torch.cat(parts).numpy().astype(np.float64)
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """cm[i, j] = number of samples of true class i predicted as j."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined)."""
+    tp = np.diag(cm).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+
+
+def log_loss(y_true: np.ndarray, probs: np.ndarray, eps: float = 1e-12) -> float:
+    """Mean negative log-probability of the true class."""
+    p = np.clip(probs[np.arange(len(y_true)), y_true], eps, 1.0)
+    return float(-np.mean(np.log(p)))
+
+
+def reliability(y_true: np.ndarray, probs: np.ndarray, n_bins: int) -> list[dict[str, float]]:
+    """Non-empty equal-width confidence bins: mean confidence, accuracy and count per bin."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    # Bin i holds confidences in (i/n, (i+1)/n]; confidence is never 0 for a softmax.
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            rows.append({
+                "lower": b / n_bins, "upper": (b + 1) / n_bins,
+                "confidence": float(confidence[mask].mean()), "accuracy": float(correct[mask].mean()),
+                "count": int(mask.sum()),
+            })
+    return rows
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int) -> float:
+    """Sum over bins of (bin share of samples) x |accuracy - confidence|."""
+    rows = reliability(y_true, probs, n_bins)
+    n = len(y_true)
+    return float(sum(r["count"] / n * abs(r["accuracy"] - r["confidence"]) for r in rows))
+
+
+def evaluate(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], n_bins: int) -> dict[str, Any]:
+    """Pure core: labels and probabilities in, every test statistic out."""
+    y_pred = probs.argmax(axis=1)
+    cm = confusion(y_true, y_pred, len(class_names))
+    scores = per_class(cm)
+    off_diagonal = [
+        {"true": class_names[i], "predicted": class_names[j], "count": int(cm[i, j])}
+        for i, j in zip(*np.nonzero(cm - np.diag(np.diag(cm))), strict=True)
+    ]
+    return {
+        "metrics": {
+            "accuracy": float((y_pred == y_true).mean()),
+            "macro_f1": float(scores["f1"].mean()),
+            "log_loss": log_loss(y_true, probs),
+            "ece": expected_calibration_error(y_true, probs, n_bins),
+            "n_test": int(len(y_true)),
+        },
+        "per_class": [
+            {"class": name, **{k: v[i].item() for k, v in scores.items()}}
+            for i, name in enumerate(class_names)
+        ],
+        "confusion": cm.tolist(),
+        "top_confusions": sorted(off_diagonal, key=lambda r: -r["count"])[:5],
+        "reliability": reliability(y_true, probs, n_bins),
+        "y_pred": y_pred,
+    }
+
+
+def draw(result: dict[str, Any], history: list[dict[str, float]], class_names: list[str],
+         folder: Path, dpi: int) -> list[Path]:
+    """Every figure of this stage, saved as PNG; returns their paths."""
+    import matplotlib.pyplot as plt
+
+    from pipeline.plots import evaluation as figs
+    from pipeline.plots import save_png
+
+    pc = result["per_class"]
+    rel = result["reliability"]
+    figures = {
+        "training_curves": figs.training_curves(history),
+        "confusion_matrix": figs.confusion_matrix(np.asarray(result["confusion"]), class_names),
+        "per_class": figs.per_class_scores(
+            class_names, [r["precision"] for r in pc], [r["recall"] for r in pc], [r["f1"] for r in pc]
+        ),
+        "reliability": figs.reliability_diagram(
+            [r["confidence"] for r in rel], [r["accuracy"] for r in rel], [r["count"] for r in rel],
+            result["metrics"]["ece"],
+        ),
+    }
+    paths = []
+    for name, fig in figures.items():
+        paths.append(save_png(fig, folder / f"{name}.png", dpi))
+        plt.close(fig)
+    return paths
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    arrays, summary = prepare.load(cfg)
+    net = model.load(layout.model_file(cfg))
+    run_info = tracking.load_run(layout.run_file(cfg))
+    history = [{k: float(v) for k, v in row.items()} for row in io.read_csv(cfg.paths.history, "train")]
+
+    classes = summary["class_names"]
+    probs = predict_proba(net, arrays["X_test"])
+    y_test = arrays["y_test"]
+    result = evaluate(y_test, probs, classes, cfg.evaluate.calibration_bins)
+    y_pred = result.pop("y_pred")
+
+    figures = draw(result, history, classes, layout.figure_dir(cfg.paths.evaluate), cfg.report.dpi)
+    io.write_json(layout.evaluation_file(cfg), result)
+    io.write_json(cfg.paths.evaluate_metrics, result["metrics"])
+    io.write_csv(cfg.paths.predictions, ("actual", "predicted"),
+                 [(classes[t], classes[p]) for t, p in zip(y_test, y_pred, strict=True)])
+    io.write_csv(cfg.paths.calibration, ("confidence", "accuracy", "count"),
+                 [(r["confidence"], r["accuracy"], r["count"]) for r in result["reliability"]])
+
+    tracking.log_metrics(run_info, {f"test_{k}": v for k, v in result["metrics"].items()})
+    tracking.log_artifacts(run_info, [*figures, layout.evaluation_file(cfg)], "evaluate")
+    m = result["metrics"]
+    log.info("Test accuracy %.4f, macro F1 %.4f, log loss %.4f, ECE %.4f on %d samples",
+             m["accuracy"], m["macro_f1"], m["log_loss"], m["ece"], m["n_test"])
+    return result
+
+
+if __name__ == "__main__":
+    from pipeline.cli import stage_main
+
+    stage_main(run)

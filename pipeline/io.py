@@ -1,0 +1,93 @@
+"""File input and output. Every write goes to a temporary file first and is
+renamed into place, so a failed or killed stage never leaves a half-written file."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from pipeline.errors import MissingInputError
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write(path: str | Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh:
+        write(fh)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    _write(path, "w", lambda fh: fh.write(text))
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    _write(path, "wb", lambda fh: fh.write(data))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def write(fh: IO[Any]) -> None:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+    _write(path, "w", write)
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    _write(path, "wb", lambda fh: np.savez_compressed(fh, **arrays))
+
+
+def require(path: str | Path, stage: str) -> Path:
+    """Return ``path`` if it exists, else say which stage produces it."""
+    p = Path(path)
+    if not p.exists():
+        raise MissingInputError(
+            f"Input '{p}' does not exist: run the '{stage}' stage first "
+            f"(`dvc repro {stage}` or `python -m pipeline.{stage}`)."
+        )
+    return p
+
+
+def read_json(path: str | Path, stage: str) -> Any:
+    with open(require(path, stage), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def read_csv(path: str | Path, stage: str) -> list[dict[str, str]]:
+    with open(require(path, stage), encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_npz(path: str | Path, stage: str) -> dict[str, np.ndarray]:
+    with np.load(require(path, stage), allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}

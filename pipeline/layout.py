@@ -1,0 +1,43 @@
+"""Where each stage's files live inside the folders named in ``cfg.paths``.
+
+Folders come from config (and dvc.yaml lists them); the file names inside a
+stage's folder are fixed here, once, so every stage agrees on them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import Config
+
+
+def data_file(cfg: Config) -> Path:
+    return Path(cfg.paths.prepare) / "data.npz"
+
+
+def summary_file(cfg: Config) -> Path:
+    return Path(cfg.paths.prepare) / "summary.json"
+
+
+def model_file(cfg: Config) -> Path:
+    return Path(cfg.paths.train) / "model.pt"
+
+
+def run_file(cfg: Config) -> Path:
+    return Path(cfg.paths.train) / "run.json"
+
+
+def checkpoint_dir(cfg: Config) -> Path:
+    return Path(cfg.paths.train) / "checkpoints"
+
+
+def evaluation_file(cfg: Config) -> Path:
+    return Path(cfg.paths.evaluate) / "evaluation.json"
+
+
+def shap_file(cfg: Config) -> Path:
+    return Path(cfg.paths.explain) / "shap.npz"
+
+
+def figure_dir(folder: str) -> Path:
+    return Path(folder) / "figures"

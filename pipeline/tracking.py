@@ -1,0 +1,190 @@
+"""Everything that talks to MLflow. Stages call these at their edges; no core
+function imports mlflow.
+
+One MLflow run per trained model: the train stage creates it (through
+Lightning's MLFlowLogger) and writes its identity to ``run.json``; evaluate,
+explain and report attach to that run by id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+
+def project_root() -> Path:
+    """The repository the user works in.
+
+    ``dvc exp run --queue`` runs stages in a temporary copy of the repository and
+    sets DVC_ROOT to the real one, so that is where the tracking store lives.
+    """
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def resolve_uri(configured: str | None) -> str:
+    """Config wins, then $MLFLOW_TRACKING_URI, then an SQLite file at the project root.
+
+    A relative SQLite path is made absolute against the project root, so the same
+    URI works from DVC's temporary experiment copies.
+    """
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        uri = f"{prefix}{project_root() / uri[len(prefix):]}"
+    return uri
+
+
+def ui_command(uri: str) -> str:
+    """How a person opens the runs of ``uri`` in a browser."""
+    if uri.startswith(("http://", "https://")):
+        return uri
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """For a local SQLite store, keep artifacts beside the database (never in a temporary copy)."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a server or database decides where its artifacts go
+    db = Path(uri[len("sqlite:///") :])
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", experiment).strip("-") or "default"
+    return (db.parent / "mlruns" / slug).as_uri()
+
+
+def client(uri: str) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Return the id of experiment ``name``, creating it (artifacts beside the DB) if needed."""
+    from mlflow.exceptions import MlflowException
+
+    mlf = client(uri)
+    found = mlf.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(mlf.create_experiment(name, artifact_location=_artifact_location(uri, name)))
+    except MlflowException:
+        # Another process created it between our lookup and create.
+        again = mlf.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
+
+
+def git_info(root: Path) -> dict[str, str]:
+    """Commit and dirtiness of the repository at ``root`` ('unknown' outside git)."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr)
+        return out.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = "true" if git("status", "--porcelain", "--untracked-files=no") else "false"
+    except (OSError, RuntimeError, subprocess.TimeoutExpired):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values (MLflow params are strings)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Identity of the run a model belongs to; written to run.json by train."""
+
+    tracking_uri: str
+    experiment_name: str
+    experiment_id: str
+    run_id: str
+    model_uri: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunInfo:
+        return cls(**{key: str(data[key]) for key in cls.__dataclass_fields__})
+
+
+def load_run(path: str | Path) -> RunInfo:
+    """The MLflow run of the trained model, as the train stage recorded it."""
+    from pipeline import io
+
+    return RunInfo.from_dict(io.read_json(path, "train"))
+
+
+def log_metrics(run: RunInfo, metrics: dict[str, float], step: int = 0) -> None:
+    """Log many metrics in one request."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+    client(run.tracking_uri).log_batch(run.run_id, metrics=batch)
+
+
+def set_tags(run: RunInfo, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    client(run.tracking_uri).log_batch(run.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_artifacts(run: RunInfo, paths: list[Path], artifact_path: str) -> None:
+    mlf = client(run.tracking_uri)
+    for path in paths:
+        mlf.log_artifact(run.run_id, str(path), artifact_path)
+
+
+def log_model(tracking_uri: str, run_id: str, net: torch.nn.Module, example: Any) -> str:
+    """Log ``net`` as an MLflow PyTorch model with signature and input example; return its URI."""
+    import mlflow
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    import numpy as np
+    import torch
+
+    with torch.inference_mode():
+        output = net(torch.as_tensor(example)).numpy()
+    mlflow.set_tracking_uri(tracking_uri)
+    # Requirements are stated, not inferred: inference re-imports the model in a
+    # subprocess and took 13 s of a 27 s train stage. The package's source travels
+    # with the model so `mlflow.pytorch.load_model` works where glassnet is not installed.
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            net,
+            name="model",
+            signature=infer_signature(example, output),
+            input_example=example,
+            pip_requirements=requirements,
+            code_paths=[str(Path(__file__).resolve().parent)],
+        )
+    return str(info.model_uri)
