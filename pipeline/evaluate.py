@@ -26,8 +26,10 @@ def predict_proba(net: torch.nn.Module, X: np.ndarray, batch_size: int = 4096) -
     """Class probabilities (n, n_classes) from the network's logits, in eval mode."""
     net.eval()
     with torch.inference_mode():
-        parts = [torch.softmax(net(torch.from_numpy(X[i : i + batch_size])), dim=1)
-                 for i in range(0, len(X), batch_size)]
+        parts = [
+            torch.softmax(net(torch.from_numpy(X[i : i + batch_size])), dim=1)
+            for i in range(0, len(X), batch_size)
+        ]
     return torch.cat(parts).numpy().astype(np.float64)
 
 
@@ -66,11 +68,15 @@ def reliability(y_true: np.ndarray, probs: np.ndarray, n_bins: int) -> list[dict
     for b in range(n_bins):
         mask = bins == b
         if mask.any():
-            rows.append({
-                "lower": b / n_bins, "upper": (b + 1) / n_bins,
-                "confidence": float(confidence[mask].mean()), "accuracy": float(correct[mask].mean()),
-                "count": int(mask.sum()),
-            })
+            rows.append(
+                {
+                    "lower": b / n_bins,
+                    "upper": (b + 1) / n_bins,
+                    "confidence": float(confidence[mask].mean()),
+                    "accuracy": float(correct[mask].mean()),
+                    "count": int(mask.sum()),
+                }
+            )
     return rows
 
 
@@ -109,8 +115,9 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], n_bi
     }
 
 
-def draw(result: dict[str, Any], history: list[dict[str, float]], class_names: list[str],
-         folder: Path, dpi: int) -> list[Path]:
+def draw(
+    result: dict[str, Any], history: list[dict[str, float]], class_names: list[str], folder: Path, dpi: int
+) -> list[Path]:
     """Every figure of this stage, saved as PNG; returns their paths."""
     import matplotlib.pyplot as plt
 
@@ -126,7 +133,9 @@ def draw(result: dict[str, Any], history: list[dict[str, float]], class_names: l
             class_names, [r["precision"] for r in pc], [r["recall"] for r in pc], [r["f1"] for r in pc]
         ),
         "reliability": figs.reliability_diagram(
-            [r["confidence"] for r in rel], [r["accuracy"] for r in rel], [r["count"] for r in rel],
+            [r["confidence"] for r in rel],
+            [r["accuracy"] for r in rel],
+            [r["count"] for r in rel],
             result["metrics"]["ece"],
         ),
     }
@@ -152,16 +161,28 @@ def run(cfg: Config) -> dict[str, Any]:
     figures = draw(result, history, classes, layout.figure_dir(cfg.paths.evaluate), cfg.report.dpi)
     io.write_json(layout.evaluation_file(cfg), result)
     io.write_json(cfg.paths.evaluate_metrics, result["metrics"])
-    io.write_csv(cfg.paths.predictions, ("actual", "predicted"),
-                 [(classes[t], classes[p]) for t, p in zip(y_test, y_pred, strict=True)])
-    io.write_csv(cfg.paths.calibration, ("confidence", "accuracy", "count"),
-                 [(r["confidence"], r["accuracy"], r["count"]) for r in result["reliability"]])
+    io.write_csv(
+        cfg.paths.predictions,
+        ("actual", "predicted"),
+        [(classes[t], classes[p]) for t, p in zip(y_test, y_pred, strict=True)],
+    )
+    io.write_csv(
+        cfg.paths.calibration,
+        ("confidence", "accuracy", "count"),
+        [(r["confidence"], r["accuracy"], r["count"]) for r in result["reliability"]],
+    )
 
     tracking.log_metrics(run_info, {f"test_{k}": v for k, v in result["metrics"].items()})
     tracking.log_artifacts(run_info, [*figures, layout.evaluation_file(cfg)], "evaluate")
     m = result["metrics"]
-    log.info("Test accuracy %.4f, macro F1 %.4f, log loss %.4f, ECE %.4f on %d samples",
-             m["accuracy"], m["macro_f1"], m["log_loss"], m["ece"], m["n_test"])
+    log.info(
+        "Test accuracy %.4f, macro F1 %.4f, log loss %.4f, ECE %.4f on %d samples",
+        m["accuracy"],
+        m["macro_f1"],
+        m["log_loss"],
+        m["ece"],
+        m["n_test"],
+    )
     return result
 
 

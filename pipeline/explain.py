@@ -57,8 +57,9 @@ def pick_examples(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([wrong, right]).astype(int)
 
 
-def draw(cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], raw: np.ndarray,
-         folder: Path) -> list[Path]:
+def draw(
+    cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], raw: np.ndarray, folder: Path
+) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from pipeline.plots import attribution as figs
@@ -78,7 +79,9 @@ def draw(cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], ra
                 for t, p in zip(result["y_true"][picks], pred, strict=True)
             ]
             figures["examples"] = figs.example_maps(raw[picks], attributions, shape, titles)
-    figures["feature_importance"] = figs.feature_importance_bars(result["importance"], summary["feature_names"])
+    figures["feature_importance"] = figs.feature_importance_bars(
+        result["importance"], summary["feature_names"]
+    )
     paths = []
     for name, fig in figures.items():
         paths.append(save_png(fig, folder / f"{name}.png", cfg.report.dpi))
@@ -96,8 +99,10 @@ def run(cfg: Config) -> dict[str, Any]:
         ("explain.n_background", cfg.explain.n_background, n_train, "train"),
     ):
         if wanted > available:
-            raise ConfigError(f"Config key '{key}' = {wanted} exceeds the {available} rows of the "
-                              f"{split} split; set {key}={available} or less.")
+            raise ConfigError(
+                f"Config key '{key}' = {wanted} exceeds the {available} rows of the "
+                f"{split} split; set {key}={available} or less."
+            )
 
     rng = np.random.default_rng(cfg.seed)
     rows = sample_rows(n_test, cfg.explain.n_samples, rng)
@@ -127,8 +132,13 @@ def run(cfg: Config) -> dict[str, Any]:
     io.write_json(cfg.paths.explain_metrics, metrics)
     tracking.log_metrics(run_info, {f"shap_{k}": v for k, v in metrics.items()})
     tracking.log_artifacts(run_info, figures, "explain")
-    log.info("SHAP (%s) on %d samples vs %d background rows: additivity error max %.2e",
-             cfg.explain.explainer.value, len(rows), len(background), metrics["additivity_max_error"])
+    log.info(
+        "SHAP (%s) on %d samples vs %d background rows: additivity error max %.2e",
+        cfg.explain.explainer.value,
+        len(rows),
+        len(background),
+        metrics["additivity_max_error"],
+    )
     return metrics
 
 

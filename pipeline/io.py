@@ -16,7 +16,6 @@ import numpy as np
 
 from pipeline.errors import MissingInputError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -37,7 +36,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def _write(path: str | Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
+def _write(path: str | Path, mode: str, write: Callable[[IO[Any]], object]) -> None:
     with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh:
         write(fh)
 
@@ -64,7 +63,7 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[A
 
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    _write(path, "wb", lambda fh: np.savez_compressed(fh, **arrays))
+    _write(path, "wb", lambda fh: np.savez_compressed(fh, **arrays))  # type: ignore[arg-type]
 
 
 def require(path: str | Path, stage: str) -> Path:

@@ -65,9 +65,16 @@ class Classifier(pl.LightningModule):
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(dim=1) == y).float().mean()
         # Epoch values are batch-size-weighted means; sync_dist averages across DDP ranks.
-        kw = {"on_step": False, "on_epoch": True, "batch_size": len(y), "sync_dist": True}
-        self.log(f"{stage}_loss", loss, prog_bar=True, **kw)
-        self.log(f"{stage}_acc", acc, prog_bar=True, **kw)
+        for name, value in (("loss", loss), ("acc", acc)):
+            self.log(
+                f"{stage}_{name}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=len(y),
+                sync_dist=True,
+            )
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -63,9 +63,7 @@ def describe(net: nn.Module) -> list[dict[str, Any]]:
         if isinstance(layer, nn.Sequential | MLP):
             continue
         out = getattr(layer, "out_features", "")
-        rows.append(
-            {"index": i, "layer": type(layer).__name__, "out": out, "params": n_parameters(layer)}
-        )
+        rows.append({"index": i, "layer": type(layer).__name__, "out": out, "params": n_parameters(layer)})
     return rows
 
 

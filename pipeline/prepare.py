@@ -25,9 +25,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
-def split(
-    y: np.ndarray, test_size: float, val_size: float, seed: int
-) -> dict[str, np.ndarray]:
+def split(y: np.ndarray, test_size: float, val_size: float, seed: int) -> dict[str, np.ndarray]:
     """Stratified train/val/test row indices; val_size is a fraction of the whole set."""
     from sklearn.model_selection import train_test_split
 
@@ -88,7 +86,10 @@ def run(cfg: Config) -> dict[str, Any]:
     io.write_json(layout.summary_file(cfg), summary)
     log.info(
         "Prepared %s: %d train / %d val / %d test rows, %d features, %d classes -> %s",
-        ds.name, *summary["sizes"].values(), summary["n_features"], summary["n_classes"],
+        ds.name,
+        *summary["sizes"].values(),
+        summary["n_features"],
+        summary["n_classes"],
         cfg.paths.prepare,
     )
     return summary

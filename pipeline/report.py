@@ -185,12 +185,17 @@ def build_context(cfg: Config) -> dict[str, Any]:
             ],
         },
         "run": {
-            **{k: run.get(k, "unknown") for k in ("run_id", "experiment_name", "experiment_id",
-                                                  "started", "git_commit", "git_dirty")},
+            **{
+                k: run.get(k, "unknown")
+                for k in ("run_id", "experiment_name", "experiment_id", "started", "git_commit", "git_dirty")
+            },
             "tracking_uri": uri,
             "ui_command": tracking.ui_command(uri),
-            "ui_url": (f"{uri.rstrip('/')}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}"
-                       if is_server else ""),
+            "ui_url": (
+                f"{uri.rstrip('/')}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}"
+                if is_server
+                else ""
+            ),
         },
         "layers": run["layers"],
         "training": train_metrics,
@@ -201,10 +206,12 @@ def build_context(cfg: Config) -> dict[str, Any]:
         "explainer": cfg.explain.explainer.value,
         "figures": {
             "training": figures_in(layout.figure_dir(cfg.paths.evaluate), ("training_curves",)),
-            "evaluation": figures_in(layout.figure_dir(cfg.paths.evaluate),
-                                     ("confusion_matrix", "per_class", "reliability")),
-            "explanation": figures_in(layout.figure_dir(cfg.paths.explain),
-                                      ("class_importance", "examples", "feature_importance")),
+            "evaluation": figures_in(
+                layout.figure_dir(cfg.paths.evaluate), ("confusion_matrix", "per_class", "reliability")
+            ),
+            "explanation": figures_in(
+                layout.figure_dir(cfg.paths.explain), ("class_importance", "examples", "feature_importance")
+            ),
         },
         "config_yaml": to_yaml(cfg),
     }

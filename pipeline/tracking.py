@@ -41,7 +41,7 @@ def resolve_uri(configured: str | None) -> str:
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-        uri = f"{prefix}{project_root() / uri[len(prefix):]}"
+        uri = f"{prefix}{project_root() / uri[len(prefix) :]}"
     return uri
 
 
@@ -166,10 +166,9 @@ def log_model(tracking_uri: str, run_id: str, net: torch.nn.Module, example: Any
     """Log ``net`` as an MLflow PyTorch model with signature and input example; return its URI."""
     import mlflow
     import mlflow.pytorch
-    from mlflow.models import infer_signature
-
     import numpy as np
     import torch
+    from mlflow.models import infer_signature
 
     with torch.inference_mode():
         output = net(torch.as_tensor(example)).numpy()

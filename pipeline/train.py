@@ -154,7 +154,12 @@ def run(cfg: Config) -> dict[str, Any]:
     io.write_json(cfg.paths.train_metrics, metrics)
     log.info(
         "Trained %s: best val_loss %.4f, val_acc %.4f at epoch %d; MLflow run %s (%s)",
-        net.arch, best["val_loss"], best["val_acc"], best["epoch"], run_id, tracking.ui_command(uri),
+        net.arch,
+        best["val_loss"],
+        best["val_acc"],
+        best["epoch"],
+        run_id,
+        tracking.ui_command(uri),
     )
     return {**metrics, "run_id": run_id}
 

@@ -13,8 +13,9 @@ def _symmetric_limit(values: np.ndarray) -> float:
     return float(np.abs(values).max()) or 1.0
 
 
-def class_importance_maps(importance: np.ndarray, image_shape: Sequence[int],
-                          class_names: Sequence[str]) -> Figure:
+def class_importance_maps(
+    importance: np.ndarray, image_shape: Sequence[int], class_names: Sequence[str]
+) -> Figure:
     """Mean |SHAP| per pixel for each class, as images: bright pixels drive that class's score."""
     n = len(class_names)
     cols = min(n, 5)
@@ -32,8 +33,9 @@ def class_importance_maps(importance: np.ndarray, image_shape: Sequence[int],
     return fig
 
 
-def example_maps(images: np.ndarray, attributions: np.ndarray, image_shape: Sequence[int],
-                 titles: Sequence[str]) -> Figure:
+def example_maps(
+    images: np.ndarray, attributions: np.ndarray, image_shape: Sequence[int], titles: Sequence[str]
+) -> Figure:
     """Each sample: the input image, then its SHAP map for the predicted class
     (red raises the class score, blue lowers it), overlaid on the faint digit."""
     n = len(images)
@@ -45,8 +47,9 @@ def example_maps(images: np.ndarray, attributions: np.ndarray, image_shape: Sequ
         axes[0, i].imshow(img, cmap="gray_r")
         axes[0, i].set_title(titles[i], fontsize=8)
         axes[1, i].imshow(img, cmap="gray_r", alpha=0.25)
-        shade = axes[1, i].imshow(attributions[i].reshape(image_shape), cmap="bwr",
-                                  vmin=-limit, vmax=limit, alpha=0.85)
+        shade = axes[1, i].imshow(
+            attributions[i].reshape(image_shape), cmap="bwr", vmin=-limit, vmax=limit, alpha=0.85
+        )
         for ax in axes[:, i]:
             ax.set_axis_off()
     if shade is not None:

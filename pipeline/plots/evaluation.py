@@ -34,8 +34,15 @@ def confusion_matrix(cm: np.ndarray, labels: Sequence[str]) -> Figure:
     size = max(4.0, 0.45 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     sns.heatmap(
-        cm, annot=len(labels) <= 20, fmt="d", cmap="Blues", cbar=True, square=True,
-        xticklabels=list(labels), yticklabels=list(labels), ax=ax,
+        cm,
+        annot=len(labels) <= 20,
+        fmt="d",
+        cmap="Blues",
+        cbar=True,
+        square=True,
+        xticklabels=list(labels),
+        yticklabels=list(labels),
+        ax=ax,
     )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -43,8 +50,9 @@ def confusion_matrix(cm: np.ndarray, labels: Sequence[str]) -> Figure:
     return fig
 
 
-def per_class_scores(labels: Sequence[str], precision: Sequence[float], recall: Sequence[float],
-                     f1: Sequence[float]) -> Figure:
+def per_class_scores(
+    labels: Sequence[str], precision: Sequence[float], recall: Sequence[float], f1: Sequence[float]
+) -> Figure:
     """Grouped bars of precision, recall and F1 per class."""
     fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(labels) + 2), 3.2))
     x = np.arange(len(labels))
@@ -61,8 +69,9 @@ def per_class_scores(labels: Sequence[str], precision: Sequence[float], recall: 
     return fig
 
 
-def reliability_diagram(confidence: Sequence[float], accuracy: Sequence[float], counts: Sequence[int],
-                        ece: float) -> Figure:
+def reliability_diagram(
+    confidence: Sequence[float], accuracy: Sequence[float], counts: Sequence[int], ece: float
+) -> Figure:
     """Accuracy against confidence per bin; a calibrated model follows the diagonal."""
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")

@@ -1,0 +1,86 @@
+"""Shared fixtures: composed, shrunk configs whose outputs and MLflow store live in a
+temporary folder, and one small end-to-end run shared by the stage tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+matplotlib.use("Agg")
+
+from pipeline.config import Config, PathsConfig, to_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Small and fast: a few epochs on CPU, a few explained samples.
+FAST = [
+    "trainer.max_epochs=3",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.enable_progress_bar=false",
+    "explain.n_samples=24",
+    "explain.n_background=20",
+    "explain.n_examples=4",
+    "report.dpi=60",
+]
+
+
+def compose_conf(overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def isolated_overrides(folder: Path) -> list[str]:
+    """Every path and the MLflow store moved under ``folder``."""
+    paths = [f"paths.{f.name}={folder / f.default}" for f in dataclasses.fields(PathsConfig)]  # type: ignore[operator]
+    return [*paths, f"tracking.uri=sqlite:///{folder / 'mlflow.db'}"]
+
+
+def make_config(folder: Path, *overrides: str, fast: bool = True) -> Config:
+    return to_config(compose_conf([*isolated_overrides(folder), *(FAST if fast else []), *overrides]))
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Config]:
+    monkeypatch.chdir(tmp_path)
+    return lambda *overrides, fast=True: make_config(tmp_path, *overrides, fast=fast)
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, dict[str, Any]]]:
+    """All five stages run once, in-process, on the digits with small settings."""
+    from pipeline import evaluate, explain, prepare, report, train
+
+    folder = tmp_path_factory.mktemp("run")
+    old = os.getcwd()
+    os.chdir(folder)
+    try:
+        cfg = make_config(folder)
+        results = {
+            "prepare": prepare.run(cfg),
+            "train": train.run(cfg),
+            "evaluate": evaluate.run(cfg),
+            "explain": explain.run(cfg),
+            "report": report.run(cfg),
+        }
+        yield cfg, results
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(autouse=True)
+def _clean_state() -> Iterator[None]:
+    import matplotlib.pyplot as plt
+
+    np.random.seed(0)
+    yield
+    plt.close("all")

@@ -1,0 +1,171 @@
+"""The pipeline as a user runs it: the real `dvc` CLI in a fresh git repository,
+the real SQLite MLflow store, the report on disk."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+from PIL import Image
+
+from pipeline import model
+from tests.conftest import ROOT
+from tests.test_report import parse
+
+pytestmark = pytest.mark.slow
+
+PROJECT_FILES = [
+    "conf",
+    "pipeline",
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvc/config",
+    ".dvcignore",
+    ".gitignore",
+]
+SMALL = {
+    "trainer": {"max_epochs": 3, "enable_progress_bar": False},
+    "explain": {"n_samples": 16, "n_background": 16, "n_examples": 4},
+}
+
+
+def sh(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout + out.stderr
+
+
+def _shrink(params: dict, small: dict) -> None:  # type: ignore[type-arg]
+    for key, value in small.items():
+        if isinstance(value, dict):
+            _shrink(params[key], value)
+        else:
+            params[key] = value
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project in a new git repository, with small settings in params.yaml."""
+    root = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        src, dst = ROOT / name, root / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    _shrink(params, SMALL)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # `dvc exp run` recomposes params.yaml from conf/: shrink there too.
+    with open(root / "conf" / "config.yaml", "a") as fh:
+        fh.write("\n" + yaml.safe_dump(SMALL))
+    sh("git", "init", "-q", cwd=root)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=root)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=root)
+    sh("dvc", "repro", cwd=root)
+    return root
+
+
+def test_repro_produces_every_output(repo: Path) -> None:
+    spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+    for stage in spec["stages"].values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                path = next(iter(entry)) if isinstance(entry, dict) else entry
+                assert (repo / path).exists(), path
+    leftovers = {p.name for p in repo.iterdir()} - {
+        *PROJECT_FILES,
+        ".dvc",
+        ".git",
+        "dvc.lock",
+        "artifacts",
+        "reports",
+        "mlflow.db",
+        "mlruns",
+    }
+    assert not leftovers, f"litter in the project: {leftovers}"
+    assert not (repo / "outputs").exists() and not (repo / ".hydra").exists()
+
+
+def test_dvc_metrics_show_reports_accuracy(repo: Path) -> None:
+    metrics = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
+    flat = json.dumps(metrics)
+    assert '"accuracy"' in flat and '"additivity_max_error"' in flat and '"best_val_loss"' in flat
+
+
+def test_dvc_plots_show_renders(repo: Path, tmp_path: Path) -> None:
+    sh("dvc", "plots", "show", "-o", str(tmp_path / "plots"), cwd=repo)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "Confusion matrix (test)" in html and "Loss per epoch" in html
+
+
+def test_mlflow_run_has_everything(repo: Path) -> None:
+    run = json.loads((repo / "artifacts/train/run.json").read_text())
+    assert run["tracking_uri"] == f"sqlite:///{repo.resolve() / 'mlflow.db'}"
+    client = MlflowClient(run["tracking_uri"])
+    mlrun = client.get_run(run["run_id"])
+    assert mlrun.info.status == "FINISHED"
+    assert mlrun.data.params["trainer.max_epochs"] == "3"
+    assert len(client.get_metric_history(run["run_id"], "val_loss")) == 3
+    for key in ("test_accuracy", "test_macro_f1", "test_ece", "test_log_loss", "shap_additivity_max_error"):
+        assert key in mlrun.data.metrics
+    assert mlrun.data.tags["git_commit"] == sh("git", "rev-parse", "HEAD", cwd=repo).strip()
+    assert {a.path for a in client.list_artifacts(run["run_id"], "report")} == {"report/index.html"}
+    # The logged model loads and predicts like the stage's own copy.
+    mlflow.set_tracking_uri(run["tracking_uri"])
+    logged = mlflow.pytorch.load_model(run["model_uri"])
+    net = model.load(repo / "artifacts/train/model.pt")
+    x = torch.randn(3, 64)
+    assert torch.allclose(logged(x), net(x), atol=1e-5)
+    # Artifacts live beside the database, in the project, not in a temporary copy.
+    assert str(repo.resolve() / "mlruns") in mlrun.info.artifact_uri
+
+
+def test_report_sections_and_images(repo: Path) -> None:
+    html = (repo / "reports/index.html").read_text()
+    page = parse(html)
+    assert {"summary", "training", "evaluation", "explanation", "configuration"} <= page.ids
+    assert page.images
+    for img in page.images:
+        data = base64.b64decode(str(img["src"]).split(",", 1)[1])
+        Image.open(io.BytesIO(data)).load()
+
+
+def test_second_repro_runs_nothing(repo: Path) -> None:
+    out = sh("dvc", "repro", cwd=repo)
+    assert "Running stage" not in out
+    assert "up to date" in out
+
+
+def test_changing_report_title_does_not_retrain(repo: Path) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["report"]["title"] = "Another title"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(sh("dvc", "status", "--json", cwd=repo))
+    assert set(status) == {"report"}
+    sh("git", "checkout", "params.yaml", cwd=repo)
+
+
+def test_exp_run_override_changes_the_trained_network(repo: Path) -> None:
+    sh("dvc", "exp", "run", "-S", "model.hidden_sizes=[32]", cwd=repo)
+    net = model.load(repo / "artifacts/train/model.pt")
+    assert net.arch["hidden_sizes"] == [32]
+    assert net.net[0].out_features == 32
+    assert yaml.safe_load((repo / "params.yaml").read_text())["model"]["hidden_sizes"] == [32]
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo))
+    assert "hidden_sizes" in json.dumps(shown)
