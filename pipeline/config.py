@@ -93,7 +93,7 @@ class ExplainConfig:
 @dataclass
 class ReportConfig:
     title: str = "glassnet report"
-    dpi: int = 110
+    dpi: int = 150
 
 
 @dataclass
@@ -101,6 +101,19 @@ class TrackingConfig:
     uri: str | None = None
     experiment: str = "glassnet"
     run_name: str | None = None
+
+
+@dataclass
+class CompareConfig:
+    """Which MLflow runs ``python -m pipeline.compare`` ranks, and by what."""
+
+    experiment: str | None = None  # None: tracking.experiment
+    run_name_prefix: str | None = None
+    filter: str | None = None  # an MLflow search filter, e.g. "tags.sweep = 'lr'"
+    metric: str = "test_accuracy"
+    higher_is_better: bool = True
+    max_runs: int = 500
+    output: str = "reports/compare.html"
 
 
 @dataclass
@@ -130,6 +143,7 @@ class Config:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
@@ -153,6 +167,7 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("explain.n_background", lambda v: v >= 1, "at least 1"),
     ("explain.n_examples", lambda v: v >= 0, "non-negative"),
     ("report.dpi", lambda v: 20 <= v <= 600, "between 20 and 600"),
+    ("compare.max_runs", lambda v: v >= 1, "at least 1"),
 ]
 
 

@@ -97,10 +97,28 @@ def png_size(data: bytes) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def embed_figure(path: Path) -> ReportFigure:
+def png_dpi(data: bytes) -> float | None:
+    """Resolution from a PNG's pHYs chunk (matplotlib writes it), or None."""
+    at = data.find(b"pHYs")
+    if at < 0:
+        return None
+    per_x, _, unit = struct.unpack(">IIB", data[at + 4 : at + 13])
+    return per_x * 0.0254 if unit == 1 else None
+
+
+CSS_DPI = 96  # a CSS pixel is 1/96 inch
+
+
+def embed_figure(path: Path, text: tuple[str, str, str] | None = None) -> ReportFigure:
+    """Inline a PNG; it is shown at its physical size, so a high-DPI render stays sharp on dense screens.
+
+    ``text`` is (title, caption, alt); by default it comes from FIGURE_TEXT by file name.
+    """
     data = path.read_bytes()
     width, height = png_size(data)
-    title, caption, alt = FIGURE_TEXT.get(path.stem, (path.stem.replace("_", " "), "", path.stem))
+    scale = CSS_DPI / (png_dpi(data) or CSS_DPI)
+    width, height = round(width * scale), round(height * scale)
+    title, caption, alt = text or FIGURE_TEXT.get(path.stem, (path.stem.replace("_", " "), "", path.stem))
     src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     return ReportFigure(path.stem, title, caption, alt, src, width, height)
 
@@ -121,6 +139,42 @@ def fmt_int(value: float) -> str:
     return f"{int(value):,}"
 
 
+def truncate_id(value: str, length: int = 10) -> str:
+    return str(value)[:length]
+
+
+def verdict(
+    metrics: dict[str, Any], top_confusions: list[dict[str, Any]], explain: dict[str, Any]
+) -> list[str]:
+    """Plain-language sentences for the "at a glance" panel."""
+    sentences = [
+        f"The network classifies {fmt_pct(metrics['accuracy'])} of the {metrics['n_test']:,} test samples "
+        f"correctly (macro F1 {metrics['macro_f1']:.3f})."
+    ]
+    if top_confusions:
+        pairs = [f"{c['true']} taken for {c['predicted']} ({c['count']}×)" for c in top_confusions[:3]]
+        sentences.append("Its most frequent mistakes: " + "; ".join(pairs) + ".")
+    else:
+        sentences.append("It made no mistakes on the test set.")
+    ece = metrics["ece"]
+    calibration = (
+        "well calibrated: its confidence can be taken at face value"
+        if ece < 0.03
+        else "somewhat miscalibrated: read its probabilities with care"
+        if ece < 0.1
+        else "poorly calibrated: its probabilities do not match how often it is right"
+    )
+    sentences.append(f"It is {calibration} (expected calibration error {ece:.3f}).")
+    gap = explain["additivity_max_error"]
+    sentences.append(
+        f"The SHAP attributions add up to the network's outputs (largest gap {gap:.1e})."
+        if gap < 0.01
+        else f"The SHAP attributions miss the network's outputs by up to {gap:.2g}: "
+        "treat them as approximate."
+    )
+    return sentences
+
+
 def make_env() -> Environment:
     env = Environment(
         loader=PackageLoader("pipeline", "templates"),
@@ -129,7 +183,9 @@ def make_env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(fmt_pct=fmt_pct, fmt_num=fmt_num, fmt_sci=fmt_sci, fmt_int=fmt_int)
+    env.filters.update(
+        fmt_pct=fmt_pct, fmt_num=fmt_num, fmt_sci=fmt_sci, fmt_int=fmt_int, truncate_id=truncate_id
+    )
     return env
 
 
@@ -197,6 +253,7 @@ def build_context(cfg: Config) -> dict[str, Any]:
                 else ""
             ),
         },
+        "verdict": verdict(metrics, evaluation["top_confusions"], explain),
         "layers": run["layers"],
         "training": train_metrics,
         "metrics": metrics,

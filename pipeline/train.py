@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 from datetime import datetime, timezone
 from typing import Any
 
@@ -104,8 +105,12 @@ def run(cfg: Config) -> dict[str, Any]:
     logger.log_hyperparams(tracking.flatten(as_dict(cfg)))
 
     history = History()
+    # Checkpoints of this fit go to a fresh folder that replaces the old one only on success,
+    # so a failed run neither mixes its checkpoints with the last good ones nor deletes them.
+    partial = layout.checkpoint_dir(cfg).with_name("checkpoints.partial")
+    shutil.rmtree(partial, ignore_errors=True)
     checkpoint = ModelCheckpoint(
-        dirpath=layout.checkpoint_dir(cfg), filename="best", monitor="val_loss", mode="min", save_last=True
+        dirpath=partial, filename="best", monitor="val_loss", mode="min", save_last=True
     )
     callbacks = [
         history,
@@ -135,6 +140,8 @@ def run(cfg: Config) -> dict[str, Any]:
     info = tracking.RunInfo(uri, cfg.tracking.experiment, experiment_id, run_id, model_uri)
     tracking.log_metrics(info, {k: float(v) for k, v in metrics.items()})
 
+    shutil.rmtree(layout.checkpoint_dir(cfg), ignore_errors=True)
+    partial.rename(layout.checkpoint_dir(cfg))
     model.save(net, layout.model_file(cfg))
     io.write_json(
         layout.run_file(cfg),

@@ -77,6 +77,31 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config
         os.chdir(old)
 
 
+@pytest.fixture(scope="session")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path, list[str]]]:
+    """Three real runs with different hidden sizes, then the comparison page."""
+    from pipeline import compare, evaluate, explain, prepare, train
+
+    folder = tmp_path_factory.mktemp("compare")
+    old = os.getcwd()
+    os.chdir(folder)
+    try:
+        base = make_config(folder, "trainer.max_epochs=2")
+        prepare.run(base)
+        run_ids = []
+        for width in (8, 32, 64):
+            cfg = make_config(
+                folder, "trainer.max_epochs=2", f"model.hidden_sizes=[{width}]", f"tracking.run_name=h{width}"
+            )
+            run_ids.append(train.run(cfg)["run_id"])
+            evaluate.run(cfg)
+            explain.run(cfg)
+        cfg = make_config(folder)
+        yield cfg, compare.run(cfg), run_ids
+    finally:
+        os.chdir(old)
+
+
 @pytest.fixture(autouse=True)
 def _clean_state() -> Iterator[None]:
     import matplotlib.pyplot as plt

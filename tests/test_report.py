@@ -42,10 +42,11 @@ def test_filters() -> None:
     assert report.fmt_sci(2.96e-06) == "2.96e-06"
 
 
-def test_png_size() -> None:
+def test_png_size_and_dpi() -> None:
     buf = io.BytesIO()
-    Image.new("RGB", (31, 17)).save(buf, format="PNG")
+    Image.new("RGB", (31, 17)).save(buf, format="PNG", dpi=(150, 150))
     assert report.png_size(buf.getvalue()) == (31, 17)
+    assert report.png_dpi(buf.getvalue()) == pytest.approx(150, abs=0.1)
     with pytest.raises(ValueError):
         report.png_size(b"GIF89a....................")
 
@@ -63,7 +64,8 @@ def test_report_has_every_section_and_decodable_images(small_run) -> None:  # ty
         assert src.startswith("data:image/png;base64,")
         decoded = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
         decoded.load()
-        assert decoded.size == (int(str(img["width"])), int(str(img["height"])))
+        # Shown at physical size: pixels x 96 / dpi (60 in the small run).
+        assert abs(decoded.size[0] * 96 / 60 - int(str(img["width"]))) <= 1
         assert img["alt"]
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
     assert results["train"]["run_id"] in html
@@ -79,6 +81,16 @@ def test_strings_from_data_and_config_are_escaped(small_run) -> None:  # type: i
     html = report.render_report(context)
     assert "<script>" not in html
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3
+
+
+def test_verdict_names_confusions_and_calibration() -> None:
+    metrics = {"accuracy": 0.9, "n_test": 100, "macro_f1": 0.89, "ece": 0.15}
+    confusions = [{"true": "8", "predicted": "1", "count": 3}]
+    text = " ".join(report.verdict(metrics, confusions, {"additivity_max_error": 1e-6}))
+    assert "90.0%" in text and "8 taken for 1 (3×)" in text
+    assert "poorly calibrated" in text and "add up" in text
+    text = " ".join(report.verdict({**metrics, "ece": 0.01}, [], {"additivity_max_error": 0.5}))
+    assert "no mistakes" in text and "well calibrated" in text and "approximate" in text
 
 
 def test_strict_undefined_catches_missing_context() -> None:

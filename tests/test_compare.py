@@ -1,0 +1,76 @@
+"""The comparison page over real MLflow runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from pipeline import compare
+from pipeline.errors import GlassnetError
+from pipeline.tracking import RunRecord, resolve_uri
+from tests.test_report import parse
+
+
+def _record(name: str, metric: float | None, **params: str) -> RunRecord:
+    metrics = {} if metric is None else {"test_accuracy": metric}
+    return RunRecord(name, name, 0, "FINISHED", params, metrics, {})
+
+
+def test_rank_and_varying_params() -> None:
+    runs = [
+        _record("a", 0.9, lr="0.1", seed="1"),
+        _record("b", 0.95, lr="0.01", seed="1"),
+        _record("c", None, lr="0.1", seed="1"),
+    ]
+    ranked, missing = compare.rank(runs, "test_accuracy", higher_is_better=True)
+    assert [r.name for r in ranked] == ["b", "a"] and [r.name for r in missing] == ["c"]
+    assert compare.varying_params(ranked) == ["lr"]
+    lower, _ = compare.rank(runs, "test_accuracy", higher_is_better=False)
+    assert [r.name for r in lower] == ["a", "b"]
+
+
+def test_leaderboard_order_matches_mlflow(compared) -> None:  # type: ignore[no-untyped-def]
+    cfg, page_path, run_ids = compared
+    client = MlflowClient(resolve_uri(cfg.tracking.uri))
+    accuracy = {rid: client.get_run(rid).data.metrics["test_accuracy"] for rid in run_ids}
+    expected = sorted(run_ids, key=lambda rid: -accuracy[rid])
+    html = page_path.read_text()
+    order = [
+        rid
+        for rid in (
+            line.split('data-run-id="')[1].split('"')[0]
+            for line in html.splitlines()
+            if 'data-run-id="' in line
+        )
+    ]
+    assert order == expected
+    assert "model.hidden_sizes" in html  # the varying hyperparameter is a column and a figure
+    page = parse(html)
+    assert len(page.images) >= 2 + 2  # param plot, curves, explanation figures of the best two
+    for sid, _ in compare.SECTIONS:
+        assert sid in page.ids
+
+
+def test_comparison_is_logged_as_a_run(compared) -> None:  # type: ignore[no-untyped-def]
+    cfg, _, run_ids = compared
+    client = MlflowClient(resolve_uri(cfg.tracking.uri))
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs([exp.experiment_id], "tags.`glassnet.kind` = 'comparison'")
+    assert len(runs) == 1
+    assert {a.path for a in client.list_artifacts(runs[0].info.run_id, "compare")} == {"compare/compare.html"}
+
+
+def test_prefix_filter_and_no_runs(compared) -> None:  # type: ignore[no-untyped-def]
+    cfg, _, _ = compared
+    from omegaconf import OmegaConf
+
+    only = OmegaConf.merge(
+        cfg, {"compare": {"run_name_prefix": "h3", "output": str(Path(cfg.paths.report).parent / "c2.html")}}
+    )
+    html = compare.run(only).read_text()  # type: ignore[arg-type]
+    assert html.count("data-run-id=") == 1
+    none = OmegaConf.merge(cfg, {"compare": {"run_name_prefix": "zzz"}})
+    with pytest.raises(GlassnetError, match="no runs matching"):
+        compare.run(none)  # type: ignore[arg-type]
