@@ -13,8 +13,8 @@ pipeline: setup  ## set up, then run every stage on the default data
 	dvc repro
 	@echo "Report: $(abspath reports/index.html)"
 
-test: setup-dev browser lint  ## set up, then lint, type-check and run the tests
-	pytest -q
+test: setup-dev browser lint  ## set up, then lint, type-check and run every test (slow ones included)
+	pytest -q -m "slow or not slow"
 
 lint:
 	ruff check pipeline tests benchmarks

@@ -28,7 +28,7 @@ log = logging.getLogger("pipeline")
 # Hydra settings that keep runs litter-free; a user's own setting of the same key wins.
 _QUIET_HYDRA = {
     "hydra.run.dir": "hydra.run.dir=.",
-    "hydra.sweep.dir": "hydra.sweep.dir=artifacts/multirun",
+    "hydra.sweep.dir": "hydra.sweep.dir=artifacts/multirun/${now:%Y-%m-%d_%H-%M-%S}",
     "hydra.output_subdir": "hydra.output_subdir=null",
     "hydra/job_logging": "hydra/job_logging=stdout",
     "hydra/hydra_logging": "hydra/hydra_logging=disabled",
@@ -44,14 +44,33 @@ def _quiet_argv(argv: list[str]) -> list[str]:
     return argv + [setting for key, setting in _QUIET_HYDRA.items() if key not in given]
 
 
+SWEEP_ENV = "GLASSNET_SWEEP"
+
+
+def _announce_sweep() -> None:
+    """In a Hydra multirun, name the sweep so every job's MLflow run carries it as a tag."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        os.environ[SWEEP_ENV] = Path(hydra_cfg.sweep.dir).name
+        os.environ[SWEEP_ENV + "_JOB"] = str(hydra_cfg.job.num)
+    else:
+        os.environ.pop(SWEEP_ENV, None)
+
+
 def stage_main(run: Callable[[Config], Any]) -> None:
     """Run ``run`` as a Hydra app, turning user errors into a clean message and exit code 2."""
     sys.argv = [sys.argv[0], *_quiet_argv(sys.argv[1:])]
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-    def _main(cfg: DictConfig) -> None:
+    def _main(cfg: DictConfig) -> Any:
+        _announce_sweep()
         try:
-            run(to_config(cfg))
+            result = run(to_config(cfg))
+            # A sweeper (Optuna) optimises what the task function returns.
+            return result.get("objective") if isinstance(result, dict) else None
         except (GlassnetError, OmegaConfBaseException) as err:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise

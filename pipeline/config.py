@@ -22,6 +22,13 @@ class Explainer(str, enum.Enum):
     deep = "deep"
 
 
+class Objective(str, enum.Enum):
+    """What the train stage returns to a Hydra sweeper (e.g. Optuna) to optimise."""
+
+    best_val_loss = "best_val_loss"
+    best_val_acc = "best_val_acc"
+
+
 class Activation(str, enum.Enum):
     relu = "relu"
     tanh = "tanh"
@@ -75,6 +82,7 @@ class TrainerConfig:
 class TrainConfig:
     batch_size: int = 64
     early_stopping_patience: int = 10
+    objective: Objective = Objective.best_val_loss
 
 
 @dataclass

@@ -27,18 +27,39 @@ class TensorBatches(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
+        _, world = _rank_and_world()
+        return math.ceil(math.ceil(len(self.y) / world) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rank, world = _rank_and_world()
         n = len(self.y)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
+        # Every rank draws the same permutation (same seed), then takes its own shard.
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        if world == 1:
             for start in range(0, n, self.batch_size):
-                idx = order[start : start + self.batch_size]
-                yield self.X[idx], self.y[idx]
-        else:
-            for start in range(0, n, self.batch_size):
-                yield self.X[start : start + self.batch_size], self.y[start : start + self.batch_size]
+                if order is None:  # contiguous slices are views: no copy at all
+                    yield self.X[start : start + self.batch_size], self.y[start : start + self.batch_size]
+                else:
+                    idx = order[start : start + self.batch_size]
+                    yield self.X[idx], self.y[idx]
+            return
+        # Like DistributedSampler: pad by wrapping around so every rank runs the same number of
+        # steps (a rank with fewer batches would leave the others waiting in all-reduce forever).
+        order = order if order is not None else torch.arange(n)
+        per_rank = math.ceil(n / world)
+        padded = torch.cat([order, order[: per_rank * world - n]]) if per_rank * world > n else order
+        shard = padded[rank::world]
+        for start in range(0, len(shard), self.batch_size):
+            idx = shard[start : start + self.batch_size]
+            yield self.X[idx], self.y[idx]
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def batches(

@@ -95,6 +95,9 @@ def run(cfg: Config) -> dict[str, Any]:
     tags = {**tracking.git_info(root), "dataset": summary["dataset"], "stage": "train"}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("GLASSNET_SWEEP"):  # set by pipeline.cli in a Hydra multirun
+        tags["sweep"] = os.environ["GLASSNET_SWEEP"]
+        tags["sweep_job"] = os.environ.get("GLASSNET_SWEEP_JOB", "")
     logger = MLFlowLogger(
         experiment_name=cfg.tracking.experiment,
         run_name=cfg.tracking.run_name,
@@ -123,6 +126,9 @@ def run(cfg: Config) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
     fit(net, optimizer_factory(cfg), arrays, trainer, cfg.train.batch_size, cfg.seed)
     check_finite(history.rows)
+    if not trainer.is_global_zero:
+        # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
+        return {"rank": trainer.global_rank, "objective": float("nan")}
 
     if checkpoint.best_model_path:
         net.load_state_dict(best_weights(checkpoint.best_model_path))
@@ -168,7 +174,7 @@ def run(cfg: Config) -> dict[str, Any]:
         run_id,
         tracking.ui_command(uri),
     )
-    return {**metrics, "run_id": run_id}
+    return {**metrics, "run_id": run_id, "objective": float(metrics[cfg.train.objective.value])}
 
 
 if __name__ == "__main__":
