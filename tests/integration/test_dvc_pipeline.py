@@ -169,3 +169,28 @@ def test_exp_run_override_changes_the_trained_network(repo: Path) -> None:
     assert yaml.safe_load((repo / "params.yaml").read_text())["model"]["hidden_sizes"] == [32]
     shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo))
     assert "hidden_sizes" in json.dumps(shown)
+
+
+def test_queued_experiments_log_to_the_workspace_store(repo: Path) -> None:
+    import time
+
+    sh("dvc", "exp", "run", "--queue", "-S", "model.hidden_sizes=[24],[40]", cwd=repo)
+    sh("dvc", "queue", "start", "-j", "1", cwd=repo)
+    deadline = time.time() + 480
+    while True:
+        status = sh("dvc", "queue", "status", cwd=repo)
+        if "Queued" not in status and "Running" not in status:
+            break
+        assert time.time() < deadline, status
+        time.sleep(3)
+    assert status.count("Success") >= 2, status
+    # Both runs are in the project's own store, not in DVC's temporary copies.
+    client = MlflowClient(f"sqlite:///{repo.resolve() / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("glassnet")
+    runs = client.search_runs([exp.experiment_id], "tags.dvc_exp_name != ''")
+    widths = {r.data.params["model.hidden_sizes"] for r in runs if "test_accuracy" in r.data.metrics}
+    assert {"[24]", "[40]"} <= widths
+    for r in runs:
+        assert str(repo.resolve() / "mlruns") in r.info.artifact_uri
+    shown = sh("dvc", "exp", "show", "--csv", cwd=repo)
+    assert "[24]" in shown and "[40]" in shown
