@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ import hydra
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from pipeline import io
 from pipeline.config import Config, to_config
 from pipeline.errors import GlassnetError
 
@@ -63,6 +65,10 @@ def _announce_sweep() -> None:
 def stage_main(run: Callable[[Config], Any]) -> None:
     """Run ``run`` as a Hydra app, turning user errors into a clean message and exit code 2."""
     sys.argv = [sys.argv[0], *_quiet_argv(sys.argv[1:])]
+    # SIGTERM (kill, a scheduler, `dvc queue kill`) behaves like Ctrl-C: the stage unwinds, marks
+    # its MLflow run, and never leaves a half-replaced set of outputs (see io.uninterrupted).
+    signal.signal(signal.SIGTERM, io.on_stop_signal)
+    signal.signal(signal.SIGINT, io.on_stop_signal)
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
     def _main(cfg: DictConfig) -> Any:
@@ -76,5 +82,18 @@ def stage_main(run: Callable[[Config], Any]) -> None:
                 raise
             log.error("%s: %s", type(err).__name__, err)
             sys.exit(EXIT_USER_ERROR)
+        except OSError as err:  # disk full, permission denied, ...: say which file
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            where = f" '{err.filename}'" if err.filename else ""
+            log.error(
+                "Cannot read or write%s: %s. Earlier outputs were left as they were.",
+                where,
+                err.strerror or err,
+            )
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt as err:
+            log.error("Stopped (%s); earlier outputs were left as they were.", err or "interrupted")
+            sys.exit(130)
 
     _main()

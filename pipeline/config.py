@@ -83,6 +83,7 @@ class TrainConfig:
     batch_size: int = 64
     early_stopping_patience: int = 10
     objective: Objective = Objective.best_val_loss
+    resume: bool = False
 
 
 @dataclass
@@ -109,6 +110,7 @@ class TrackingConfig:
     uri: str | None = None
     experiment: str = "glassnet"
     run_name: str | None = None
+    fallback_to_local: bool = False
 
 
 @dataclass

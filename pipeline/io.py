@@ -31,6 +31,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, target)
+    except OSError as err:
+        # Name the file the user knows, not the temporary one.
+        raise OSError(err.errno, err.strerror, str(target)) from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -90,3 +93,28 @@ def read_csv(path: str | Path, stage: str) -> list[dict[str, str]]:
 def read_npz(path: str | Path, stage: str) -> dict[str, np.ndarray]:
     with np.load(require(path, stage), allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+# SIGINT/SIGTERM arriving inside `uninterrupted()` are held until it ends (see pipeline.cli).
+_shield = {"depth": 0, "pending": 0}
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Replace a group of output files all together: a stop signal waits until the group is written."""
+    _shield["depth"] += 1
+    try:
+        yield
+    finally:
+        _shield["depth"] -= 1
+    if _shield["depth"] == 0 and _shield["pending"]:
+        signum, _shield["pending"] = _shield["pending"], 0
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def on_stop_signal(signum: int, frame: object) -> None:
+    """Signal handler: stop now by raising KeyboardInterrupt, or after the current uninterrupted block."""
+    if _shield["depth"]:
+        _shield["pending"] = signum
+        return
+    raise KeyboardInterrupt(f"stopped by signal {signum}")

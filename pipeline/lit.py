@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -22,9 +23,10 @@ class TensorBatches(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
     def __init__(
         self, X: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0
     ) -> None:
-        self.X, self.y, self.batch_size, self.shuffle = X, y, batch_size, shuffle
-        # One generator for the whole fit: each epoch draws a new, reproducible order.
-        self.generator = torch.Generator().manual_seed(seed)
+        self.X, self.y, self.batch_size, self.shuffle, self.seed = X, y, batch_size, shuffle, seed
+        # The order is a function of (seed, epoch) alone, so a run resumed from a checkpoint
+        # sees the same batches as one that never stopped. EpochSeed sets the epoch.
+        self.epoch = 0
 
     def __len__(self) -> int:
         _, world = _rank_and_world()
@@ -34,7 +36,8 @@ class TensorBatches(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
         rank, world = _rank_and_world()
         n = len(self.y)
         # Every rank draws the same permutation (same seed), then takes its own shard.
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(n, generator=generator) if self.shuffle else None
         if world == 1:
             for start in range(0, n, self.batch_size):
                 if order is None:  # contiguous slices are views: no copy at all
@@ -108,6 +111,21 @@ class Classifier(pl.LightningModule):
         return self.optimizer_factory(self.parameters())
 
 
+class EpochSeed(pl.Callback):
+    """Seeds each epoch from (seed, epoch): the batch order and the dropout masks of epoch k are
+    the same whether the run went straight through or was resumed from a checkpoint."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        loader = trainer.train_dataloader
+        if isinstance(getattr(loader, "dataset", None), TensorBatches):
+            loader.dataset.epoch = epoch  # type: ignore[union-attr]
+        torch.manual_seed(self.seed * 100_003 + epoch)
+
+
 class History(pl.Callback):
     """Collects per-epoch metrics for the history file and the training-curve plot.
 
@@ -118,6 +136,13 @@ class History(pl.Callback):
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
+
+    # Saved in checkpoints, so a resumed run keeps the epochs before the interruption.
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(r) for r in state_dict["rows"]]
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.errors import GlassnetError
+
 if TYPE_CHECKING:
     import torch
     from mlflow import MlflowClient
@@ -43,6 +45,47 @@ def resolve_uri(configured: str | None) -> str:
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
         uri = f"{prefix}{project_root() / uri[len(prefix) :]}"
     return uri
+
+
+class TrackingUnavailableError(GlassnetError):
+    """The configured MLflow tracking server does not answer."""
+
+
+def prepare_uri(uri: str, fallback_to_local: bool) -> str:
+    """Fail fast (seconds, not minutes of retries) when a tracking server is down.
+
+    MLflow retries an unreachable server for minutes by default; here the
+    retries and timeouts are short, and the server is asked for /health once.
+    With ``fallback_to_local`` the run goes to the local SQLite store instead.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return uri
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+            if response.status == 200:
+                return uri
+            problem = f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as err:
+        problem = str(getattr(err, "reason", err))
+    local = f"sqlite:///{project_root() / 'mlflow.db'}"
+    if fallback_to_local:
+        log.warning(
+            "MLflow server %s is unreachable (%s); logging to %s instead (tracking.fallback_to_local)",
+            uri,
+            problem,
+            local,
+        )
+        return local
+    raise TrackingUnavailableError(
+        f"MLflow tracking server {uri} is unreachable ({problem}). Start it, fix MLFLOW_TRACKING_URI / "
+        "tracking.uri, or set tracking.fallback_to_local=true to log to the local SQLite store."
+    )
 
 
 def ui_command(uri: str) -> str:
@@ -100,6 +143,55 @@ def git_info(root: Path) -> dict[str, str]:
     except (OSError, RuntimeError, subprocess.TimeoutExpired):
         return {"git_commit": "unknown", "git_dirty": "unknown"}
     return {"git_commit": commit, "git_dirty": dirty}
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries a run depends on, as tags."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in (
+        "torch",
+        "pytorch-lightning",
+        "mlflow",
+        "shap",
+        "scikit-learn",
+        "numpy",
+        "hydra-core",
+        "dvc",
+        "glassnet",
+    ):
+        try:
+            found[f"version.{name}"] = version(name)
+        except PackageNotFoundError:
+            continue
+    import platform
+
+    found["version.python"] = platform.python_version()
+    return found
+
+
+def file_md5(path: Path) -> str:
+    """The MD5 DVC would record for a file (so a run can be matched to dvc.lock)."""
+    import hashlib
+
+    digest = hashlib.md5()  # noqa: S324 -- a content fingerprint, as DVC uses, not security
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def end_run(uri: str, run_id: str, status: str) -> None:
+    """Mark a run FAILED or KILLED (best effort: the store may be what failed)."""
+    try:
+        client(uri).set_terminated(run_id, status)
+    except Exception as err:  # noqa: BLE001 -- already failing; keep the original error
+        log.warning("Could not mark MLflow run %s as %s: %s", run_id, status, err)
+
+
+def log_text(run: RunInfo, text: str, artifact_file: str) -> None:
+    client(run.tracking_uri).log_text(run.run_id, text, artifact_file)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

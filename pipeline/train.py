@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from pipeline import io, layout, model, prepare, tracking
-from pipeline.config import Config, as_dict
+from pipeline.config import Config, as_dict, to_yaml
 from pipeline.errors import TrainingError
-from pipeline.lit import Classifier, History, batches
+from pipeline.lit import Classifier, EpochSeed, History, batches
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,16 @@ def fit(
     trainer: pl.Trainer,
     batch_size: int,
     seed: int,
+    ckpt_path: Path | None = None,
 ) -> Classifier:
-    """Core: fit ``net`` on the train split, validating on val each epoch."""
+    """Core: fit ``net`` on the train split, validating on val each epoch (from a checkpoint if given)."""
     tensors = {key: torch.from_numpy(value) for key, value in arrays.items()}
     module = Classifier(net, optimizer)
     trainer.fit(
         module,
         train_dataloaders=batches(tensors["X_train"], tensors["y_train"], batch_size, True, seed),
         val_dataloaders=batches(tensors["X_val"], tensors["y_val"], batch_size, False),
+        ckpt_path=ckpt_path,
     )
     return module
 
@@ -81,6 +84,34 @@ def best_weights(checkpoint: str) -> dict[str, torch.Tensor]:
     return {key.removeprefix("net."): value for key, value in state.items()}
 
 
+def run_tags(cfg: Config, summary: dict[str, Any]) -> dict[str, str]:
+    """What a run needs to be reproduced: code version, data fingerprint, libraries, DVC context."""
+    tags = {
+        **tracking.git_info(tracking.project_root()),
+        **tracking.versions(),
+        "dataset": summary["dataset"],
+        "data_md5": tracking.file_md5(layout.data_file(cfg)),
+        "dvc_stage": "train",
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("GLASSNET_SWEEP"):  # set by pipeline.cli in a Hydra multirun
+        tags["sweep"] = os.environ["GLASSNET_SWEEP"]
+        tags["sweep_job"] = os.environ.get("GLASSNET_SWEEP_JOB", "")
+    return tags
+
+
+def resume_point(cfg: Config, partial: Path) -> tuple[Path | None, str | None]:
+    """(checkpoint, MLflow run id) of an interrupted run to continue, if asked and possible."""
+    last, run_id = partial / "last.ckpt", partial / "run_id"
+    if not cfg.train.resume:
+        return None, None
+    if not (last.exists() and run_id.exists()):
+        log.warning("train.resume=true but %s holds no interrupted run: training from scratch", partial)
+        return None, None
+    return last, run_id.read_text().strip()
+
+
 def run(cfg: Config) -> dict[str, Any]:
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
     from pytorch_lightning.loggers import MLFlowLogger
@@ -88,34 +119,30 @@ def run(cfg: Config) -> dict[str, Any]:
     arrays, summary = prepare.load(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     net = build_net(cfg, summary["n_features"], summary["n_classes"])
-
-    uri = tracking.resolve_uri(cfg.tracking.uri)
-    root = tracking.project_root()
+    uri = tracking.prepare_uri(tracking.resolve_uri(cfg.tracking.uri), cfg.tracking.fallback_to_local)
     experiment_id = tracking.ensure_experiment(uri, cfg.tracking.experiment)
-    tags = {**tracking.git_info(root), "dataset": summary["dataset"], "stage": "train"}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    if os.environ.get("GLASSNET_SWEEP"):  # set by pipeline.cli in a Hydra multirun
-        tags["sweep"] = os.environ["GLASSNET_SWEEP"]
-        tags["sweep_job"] = os.environ.get("GLASSNET_SWEEP_JOB", "")
+    tags = run_tags(cfg, summary)
+
+    # Checkpoints of this fit go to a folder that replaces the last good one only on success: a
+    # failed or killed run leaves the previous outputs alone, and `train.resume=true` continues it.
+    partial = layout.checkpoint_dir(cfg).with_name("checkpoints.partial")
+    ckpt_path, resumed_run = resume_point(cfg, partial)
+    if ckpt_path is None:
+        shutil.rmtree(partial, ignore_errors=True)
     logger = MLFlowLogger(
         experiment_name=cfg.tracking.experiment,
         run_name=cfg.tracking.run_name,
         tracking_uri=uri,
         tags=tags,
         log_model=False,
+        run_id=resumed_run,
     )
-    logger.log_hyperparams(tracking.flatten(as_dict(cfg)))
-
     history = History()
-    # Checkpoints of this fit go to a fresh folder that replaces the old one only on success,
-    # so a failed run neither mixes its checkpoints with the last good ones nor deletes them.
-    partial = layout.checkpoint_dir(cfg).with_name("checkpoints.partial")
-    shutil.rmtree(partial, ignore_errors=True)
     checkpoint = ModelCheckpoint(
         dirpath=partial, filename="best", monitor="val_loss", mode="min", save_last=True
     )
     callbacks = [
+        EpochSeed(cfg.seed),
         history,
         checkpoint,
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping_patience),
@@ -123,13 +150,42 @@ def run(cfg: Config) -> dict[str, Any]:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=logger, enable_model_summary=False
     )
+    if trainer.is_global_zero:
+        if resumed_run is None:
+            logger.log_hyperparams(tracking.flatten(as_dict(cfg)))
+        io.write_text(partial / "run_id", str(logger.run_id))
+    run_id = str(logger.run_id)
     started = datetime.now(timezone.utc)
-    fit(net, optimizer_factory(cfg), arrays, trainer, cfg.train.batch_size, cfg.seed)
-    check_finite(history.rows)
-    if not trainer.is_global_zero:
-        # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
-        return {"rank": trainer.global_rank, "objective": float("nan")}
+    try:
+        fit(net, optimizer_factory(cfg), arrays, trainer, cfg.train.batch_size, cfg.seed, ckpt_path)
+        check_finite(history.rows)
+        if not trainer.is_global_zero:
+            # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
+            return {"rank": trainer.global_rank, "objective": float("nan")}
+        return _finish(
+            cfg, net, arrays, history, checkpoint, partial, uri, experiment_id, run_id, tags, started
+        )
+    except BaseException as err:
+        if trainer.is_global_zero:
+            killed = isinstance(err, KeyboardInterrupt | SystemExit)
+            tracking.end_run(uri, run_id, "KILLED" if killed else "FAILED")
+        raise
 
+
+def _finish(
+    cfg: Config,
+    net: model.MLP,
+    arrays: dict[str, np.ndarray],
+    history: History,
+    checkpoint: Any,
+    partial: Path,
+    uri: str,
+    experiment_id: str,
+    run_id: str,
+    tags: dict[str, str],
+    started: datetime,
+) -> dict[str, Any]:
+    """After a successful fit: keep the best weights, log the model, write every output."""
     if checkpoint.best_model_path:
         net.load_state_dict(best_weights(checkpoint.best_model_path))
     net.eval()
@@ -141,30 +197,33 @@ def run(cfg: Config) -> dict[str, Any]:
         "epochs_run": len(history.rows),
         "n_parameters": model.n_parameters(net),
     }
-    run_id = str(logger.run_id)
     model_uri = tracking.log_model(uri, run_id, net, arrays["X_test"][:5])
     info = tracking.RunInfo(uri, cfg.tracking.experiment, experiment_id, run_id, model_uri)
     tracking.log_metrics(info, {k: float(v) for k, v in metrics.items()})
+    tracking.log_text(info, to_yaml(cfg), "config.yaml")
 
-    shutil.rmtree(layout.checkpoint_dir(cfg), ignore_errors=True)
-    partial.rename(layout.checkpoint_dir(cfg))
-    model.save(net, layout.model_file(cfg))
-    io.write_json(
-        layout.run_file(cfg),
-        {
-            **info.to_dict(),
-            **tags,
-            "started": started.isoformat(timespec="seconds"),
-            "layers": model.describe(net),
-            "arch": net.arch,
-        },
-    )
-    io.write_csv(
-        cfg.paths.history,
-        HISTORY_COLUMNS,
-        [[int(r["epoch"]), *(r.get(c, float("nan")) for c in HISTORY_COLUMNS[1:])] for r in history.rows],
-    )
-    io.write_json(cfg.paths.train_metrics, metrics)
+    # All outputs change together or not at all (a stop signal waits for the block to end).
+    with io.uninterrupted():
+        (partial / "run_id").unlink(missing_ok=True)
+        shutil.rmtree(layout.checkpoint_dir(cfg), ignore_errors=True)
+        partial.rename(layout.checkpoint_dir(cfg))
+        model.save(net, layout.model_file(cfg))
+        io.write_json(
+            layout.run_file(cfg),
+            {
+                **info.to_dict(),
+                **tags,
+                "started": started.isoformat(timespec="seconds"),
+                "layers": model.describe(net),
+                "arch": net.arch,
+            },
+        )
+        io.write_csv(
+            cfg.paths.history,
+            HISTORY_COLUMNS,
+            [[int(r["epoch"]), *(r.get(c, float("nan")) for c in HISTORY_COLUMNS[1:])] for r in history.rows],
+        )
+        io.write_json(cfg.paths.train_metrics, metrics)
     log.info(
         "Trained %s: best val_loss %.4f, val_acc %.4f at epoch %d; MLflow run %s (%s)",
         net.arch,

@@ -1,0 +1,145 @@
+"""Faults lose nothing: divergence, SIGTERM mid-training and resume, an unreachable
+tracking server. Each runs the real stage CLI against a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+QUIET = ["trainer.enable_progress_bar=false"]
+
+
+def cli(name: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", f"pipeline.{name}", *overrides, *QUIET],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every output file's bytes; the interrupted run's own checkpoints (kept for resuming) aside."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "checkpoints.partial" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project folder with prepared data and one good trained model."""
+    folder = tmp_path_factory.mktemp("faults")
+    ok(cli("prepare", cwd=folder))
+    ok(cli("train", "trainer.max_epochs=2", cwd=folder))
+    return folder
+
+
+def statuses(folder: Path) -> list[str]:
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("glassnet")
+    return [
+        r.info.status for r in client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    ]
+
+
+def test_divergence_fails_clearly_and_marks_the_run(trained: Path) -> None:
+    before = snapshot(trained / "artifacts")
+    result = cli("train", "optim=sgd", "optim.lr=1e12", "trainer.max_epochs=3", cwd=trained)
+    assert result.returncode == 2
+    text = result.stdout + result.stderr
+    assert "diverged" in text and "epoch 0" in text and "optim.lr" in text and "Traceback" not in text
+    assert statuses(trained)[-1] == "FAILED"
+    assert snapshot(trained / "artifacts") == before  # the last good outputs are untouched
+
+
+def test_sigterm_mid_training_then_resume_matches_an_uninterrupted_run(trained: Path, tmp_path: Path) -> None:
+    settings = ["trainer.max_epochs=12", "train.batch_size=8", "train.early_stopping_patience=50"]
+    # Reference: the same configuration, never interrupted, in its own folder.
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    ok(cli("prepare", cwd=reference))
+    ok(cli("train", *settings, cwd=reference))
+    expected = json.loads((reference / "artifacts/metrics/train.json").read_text())
+
+    before = snapshot(trained / "artifacts")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", *settings, *QUIET],
+        cwd=trained,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    last = trained / "artifacts/train/checkpoints.partial/last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists():
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, out
+    assert statuses(trained)[-1] in {"FAILED", "KILLED"}
+    assert snapshot(trained / "artifacts") == before
+
+    resumed = ok(cli("train", *settings, "train.resume=true", cwd=trained))
+    assert "Restoring states from the checkpoint" in resumed or "Restored all states" in resumed
+    got = json.loads((trained / "artifacts/metrics/train.json").read_text())
+    assert got["epochs_run"] == expected["epochs_run"] == 12
+    # Batch order and dropout masks are seeded per epoch and the optimizer state is restored,
+    # yet Lightning's restart from a checkpoint written at validation end is not bit-exact:
+    # measured here within 4% on the loss (0.0475 vs 0.0492) and equal accuracy +- 1 sample.
+    assert got["best_val_loss"] == pytest.approx(expected["best_val_loss"], rel=0.1)
+    assert got["best_val_acc"] == pytest.approx(expected["best_val_acc"], abs=0.012)
+    assert statuses(trained)[-1] == "FINISHED"  # the interrupted run, continued and finished
+    history = (trained / "artifacts/plots/history.csv").read_text().splitlines()
+    assert len(history) == 1 + 12
+
+
+def test_unreachable_tracking_server_fails_fast_naming_the_uri(trained: Path) -> None:
+    uri = "http://127.0.0.1:9"  # discard port: nothing listens
+    start = time.time()
+    result = cli("train", "trainer.max_epochs=1", f"tracking.uri={uri}", cwd=trained)
+    assert result.returncode == 2
+    assert time.time() - start < 30  # of which ~5-10 s is importing torch and Lightning
+    text = result.stdout + result.stderr
+    assert uri in text and "unreachable" in text and "Traceback" not in text
+
+
+def test_unreachable_server_can_fall_back_to_the_local_store(trained: Path) -> None:
+    n_before = len(statuses(trained))
+    out = ok(
+        cli(
+            "train",
+            "trainer.max_epochs=1",
+            "tracking.uri=http://127.0.0.1:9",
+            "tracking.fallback_to_local=true",
+            cwd=trained,
+        )
+    )
+    assert "logging to sqlite:///" in out
+    assert len(statuses(trained)) == n_before + 1
