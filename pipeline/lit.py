@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -119,3 +120,43 @@ class History(pl.Callback):
 def _pick(trainer: pl.Trainer, keys: tuple[str, ...]) -> dict[str, float]:
     metrics = trainer.callback_metrics
     return {key: float(metrics[key]) for key in keys if key in metrics}
+
+
+class WeightHistory(pl.Callback):
+    """Quantiles of each Linear layer's weights and biases before training (epoch 0)
+    and after every training epoch (epoch k = after k epochs), to show how the
+    weight distributions moved. Cheap: one quantile pass per layer per epoch."""
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+        self.layers: dict[str, dict[str, Any]] = {}
+
+    def _record(self, pl_module: pl.LightningModule, epoch: int) -> None:
+        from pipeline import stats
+
+        if self.epochs and self.epochs[-1] == epoch:
+            return  # a resumed or repeated hook must not record an epoch twice
+        self.epochs.append(epoch)
+        # Names as in the saved MLP's state dict ("net.0"), not the LightningModule's.
+        for name, layer in getattr(pl_module, "net", pl_module).named_modules():
+            if not isinstance(layer, nn.Linear):
+                continue
+            entry = self.layers.setdefault(
+                name, {"shape": list(layer.weight.shape), "weight": [], "bias": [], "weight_std": []}
+            )
+            weight = layer.weight.detach().cpu().numpy()
+            entry["weight"].append(stats.quantiles(weight))
+            entry["weight_std"].append(float(weight.std()))
+            bias = layer.bias.detach().cpu().numpy() if layer.bias is not None else weight[:0]
+            entry["bias"].append(stats.quantiles(bias) if bias.size else [])
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(pl_module, 0)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(pl_module, trainer.current_epoch + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        from pipeline import stats
+
+        return {"quantiles": list(stats.QUANTILES), "epochs": self.epochs, "layers": self.layers}

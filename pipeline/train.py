@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from pipeline import io, layout, model, prepare, tracking
 from pipeline.config import Config, as_dict
 from pipeline.errors import TrainingError
-from pipeline.lit import Classifier, History, batches
+from pipeline.lit import Classifier, History, WeightHistory, batches
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,10 @@ def run(cfg: Config) -> dict[str, Any]:
     checkpoint = ModelCheckpoint(
         dirpath=layout.checkpoint_dir(cfg), filename="best", monitor="val_loss", mode="min", save_last=True
     )
+    weight_history = WeightHistory()
     callbacks = [
         history,
+        weight_history,
         checkpoint,
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping_patience),
     ]
@@ -152,6 +154,7 @@ def run(cfg: Config) -> dict[str, Any]:
         [[int(r["epoch"]), *(r.get(c, float("nan")) for c in HISTORY_COLUMNS[1:])] for r in history.rows],
     )
     io.write_json(cfg.paths.train_metrics, metrics)
+    io.write_json(layout.weight_history_file(cfg), weight_history.to_dict())
     log.info(
         "Trained %s: best val_loss %.4f, val_acc %.4f at epoch %d; MLflow run %s (%s)",
         net.arch,
