@@ -6,6 +6,7 @@
 
 Writes ``<paths.train>/model.pt`` (architecture + weights of the best epoch by
 validation loss), ``run.json`` (the MLflow run every later stage attaches to),
+``weight_history.json`` (weight quantiles per layer before training and after each epoch),
 the per-epoch history (a DVC plot) and the train metrics (a DVC metric).
 """
 
