@@ -15,8 +15,9 @@ import torch
 from PIL import Image
 
 from pipeline import io, layout, model, prepare, stats, visualize
-from pipeline.config import Config
+from pipeline.config import Config, to_config
 from pipeline.datasets import Dataset
+from pipeline.errors import ConfigError
 from pipeline.plots import activations as act_figs
 from pipeline.plots import network as net_figs
 
@@ -136,6 +137,25 @@ def test_every_figure_function_draws_and_leaves_nothing_open() -> None:
         assert drawn, fig
         plt.close(fig)
     assert plt.get_fignums() == []
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "visualize.n_units=0",
+        "visualize.tsne_max_samples=2",
+        "visualize.tsne_perplexity=0",
+        "visualize.saturation_margin=0.6",
+        "visualize.saturation_share=0",
+        "visualize.n_errors=-1",
+    ],
+)
+def test_out_of_range_visualize_settings_name_the_key(override: str) -> None:
+    from tests.conftest import compose_conf
+
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        to_config(compose_conf([override]))
 
 
 def _check_stage(cfg: Config, expected: set[str]) -> dict[str, Any]:
