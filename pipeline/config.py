@@ -100,6 +100,17 @@ class ExplainConfig:
 
 
 @dataclass
+class VisualizeConfig:
+    n_units: int = 64
+    tsne_max_samples: int = 1000
+    tsne_perplexity: float = 30.0
+    pca_before_tsne: int = 50
+    saturation_margin: float = 0.01
+    saturation_share: float = 0.9
+    n_errors: int = 12
+
+
+@dataclass
 class ReportConfig:
     title: str = "glassnet report"
     dpi: int = 150
@@ -139,6 +150,8 @@ class PathsConfig:
     predictions: str = "artifacts/plots/predictions.csv"
     calibration: str = "artifacts/plots/calibration.csv"
     report: str = "reports/index.html"
+    visualize: str = "artifacts/visualize"
+    visualize_metrics: str = "artifacts/metrics/visualize.json"
 
 
 @dataclass
@@ -154,6 +167,7 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    visualize: VisualizeConfig = field(default_factory=VisualizeConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
@@ -178,6 +192,13 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("explain.n_examples", lambda v: v >= 0, "non-negative"),
     ("report.dpi", lambda v: 20 <= v <= 600, "between 20 and 600"),
     ("compare.max_runs", lambda v: v >= 1, "at least 1"),
+    ("visualize.n_units", lambda v: v >= 1, "at least 1"),
+    ("visualize.tsne_max_samples", lambda v: v >= 10, "at least 10"),
+    ("visualize.tsne_perplexity", lambda v: v > 0, "positive, e.g. 30"),
+    ("visualize.pca_before_tsne", lambda v: v >= 2, "at least 2"),
+    ("visualize.saturation_margin", lambda v: 0 < v < 0.5, "in (0, 0.5), e.g. 0.01"),
+    ("visualize.saturation_share", lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    ("visualize.n_errors", lambda v: v >= 0, "non-negative"),
 ]
 
 

@@ -39,5 +39,13 @@ def shap_file(cfg: Config) -> Path:
     return Path(cfg.paths.explain) / "shap.npz"
 
 
+def weight_history_file(cfg: Config) -> Path:
+    return Path(cfg.paths.train) / "weight_history.json"
+
+
+def network_file(cfg: Config) -> Path:
+    return Path(cfg.paths.visualize) / "network.json"
+
+
 def figure_dir(folder: str) -> Path:
     return Path(folder) / "figures"

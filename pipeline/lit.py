@@ -165,3 +165,51 @@ class History(pl.Callback):
 def _pick(trainer: pl.Trainer, keys: tuple[str, ...]) -> dict[str, float]:
     metrics = trainer.callback_metrics
     return {key: float(metrics[key]) for key in keys if key in metrics}
+
+
+class WeightHistory(pl.Callback):
+    """Quantiles of each Linear layer's weights and biases before training (epoch 0)
+    and after every training epoch (epoch k = after k epochs), to show how the
+    weight distributions moved. Cheap: one quantile pass per layer per epoch."""
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+        self.layers: dict[str, dict[str, Any]] = {}
+
+    def _record(self, pl_module: pl.LightningModule, epoch: int) -> None:
+        from pipeline import stats
+
+        if self.epochs and self.epochs[-1] == epoch:
+            return  # a resumed or repeated hook must not record an epoch twice
+        self.epochs.append(epoch)
+        # Names as in the saved MLP's state dict ("net.0"), not the LightningModule's.
+        for name, layer in getattr(pl_module, "net", pl_module).named_modules():
+            if not isinstance(layer, nn.Linear):
+                continue
+            entry = self.layers.setdefault(
+                name, {"shape": list(layer.weight.shape), "weight": [], "bias": [], "weight_std": []}
+            )
+            weight = layer.weight.detach().cpu().numpy()
+            entry["weight"].append(stats.quantiles(weight))
+            entry["weight_std"].append(float(weight.std()))
+            bias = layer.bias.detach().cpu().numpy() if layer.bias is not None else weight[:0]
+            entry["bias"].append(stats.quantiles(bias) if bias.size else [])
+
+    # Saved in checkpoints, so a resumed run keeps the epochs before the interruption.
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": list(self.epochs), "layers": self.layers}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs, self.layers = list(state_dict["epochs"]), state_dict["layers"]
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.epochs:  # a resumed run restored its history, initial weights included
+            self._record(pl_module, 0)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(pl_module, trainer.current_epoch + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        from pipeline import stats
+
+        return {"quantiles": list(stats.QUANTILES), "epochs": self.epochs, "layers": self.layers}

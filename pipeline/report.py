@@ -75,6 +75,99 @@ FIGURE_TEXT: dict[str, tuple[str, str, str]] = {
         "the features whose values move the network's outputs the most.",
         "Horizontal bar chart of the most important input features.",
     ),
+    "architecture": (
+        "Architecture",
+        "The network drawn as the data flows through it, left to right. Each block is one layer: its "
+        "type, its sizes (inputs → outputs) and how many weights and biases it learns. A Linear layer "
+        "multiplies its input by a weight matrix and adds a bias; the activation after it bends the "
+        "result, which is what lets stacked layers learn more than one straight-line rule; Dropout "
+        "switches off a random share of units during training only; softmax turns the last layer's scores"
+        " into class probabilities. Taller blocks are wider layers.",
+        "Block diagram of the network's layers with their types, sizes and parameter counts.",
+    ),
+    "activation_functions": (
+        "Activation functions and their derivatives",
+        "The solid line is the activation function each hidden unit applies to its input; the dashed line"
+        " is its slope (derivative), which scales the gradient that flows back through the unit during "
+        "training. Where the slope is 0 (ReLU left of 0, the flat ends of sigmoid and tanh) a unit passes"
+        " back no gradient and stops learning. The grey histogram behind shows where the hidden units' "
+        "inputs actually fall on the test data: mass in a flat region warns of dead or saturated units.",
+        "Line plot of each activation function and its derivative over a histogram of its test-set inputs.",
+    ),
+    "weight_distributions": (
+        "Weight and bias distributions per layer",
+        "Each violin shows how the learned weights (left) or biases (right) of one layer are spread: the "
+        "width at a height is how many parameters have that value, the middle bar is the median. Weights "
+        "centred on 0 with a modest spread are healthy; a few very large weights, or a spread that "
+        "differs wildly between layers, point to poor scaling or too little regularisation.",
+        "Violin plots of the weights and of the biases of each linear layer.",
+    ),
+    "first_layer_images": (
+        "What each first-layer unit looks for",
+        "Each small square is one hidden unit of the first layer (units numbered row by row: the label on"
+        " the left is the first unit of the row, +k along it): its incoming weight from every input "
+        "pixel, drawn at that pixel's place. Red pixels excite the unit when they are dark in the input, "
+        "blue pixels inhibit it; white means the pixel is ignored. Stroke-like red/blue patterns are the "
+        "features the network learned to detect; squares that still look like random noise belong to "
+        "units that learned little.",
+        "Grid of images, one per first-layer unit, of its incoming weights in the input image's shape.",
+    ),
+    "first_layer_features": (
+        "First-layer weights per input feature",
+        "Each row is one hidden unit of the first layer and each column an input feature; the colour is "
+        "the weight from the feature to the unit (red positive, blue negative, white near 0). A column "
+        "that stays white is a feature the network hardly uses; strong, varied columns are the features "
+        "it builds on.",
+        "Heatmap of first-layer weights, units by input features.",
+    ),
+    "weight_history": (
+        "How the weights moved during training",
+        "For each linear layer, the spread of its weights after each epoch (epoch 0 is the random "
+        "initialisation): the dark band holds the middle half of the weights, the light band 90% of them,"
+        " the line is the median. Bands that widen show the layer learning; bands that stop changing show"
+        " it has settled; a band that keeps growing fast can signal instability. The dotted line marks "
+        "the epoch whose weights were kept.",
+        "Quantile bands of each layer's weights over the training epochs.",
+    ),
+    "activation_distributions": (
+        "Activations on the test set",
+        "Top: every output value of each hidden layer over all test samples (log-scaled counts). Bottom: "
+        "one count per unit: for ReLU, the share of test samples on which the unit is active (output > "
+        "0); a unit at 0 never fires and is dead. For sigmoid/tanh, the share of samples on which the "
+        "unit sits at the flat end of its curve; units right of the dashed line are saturated. Dead and "
+        "saturated units waste capacity: they pass no gradient and carry no information about the input.",
+        "Histograms of hidden-layer activations and of each unit's share of active or saturated samples.",
+    ),
+    "class_activations": (
+        "Mean activation of each hidden unit per class",
+        "Each column is one hidden unit and each row a true class; the colour is the unit's average "
+        "output on the test samples of that class. Units are grouped by the class they respond to most, "
+        "so a staircase of bright blocks means units have specialised in classes; a column bright for "
+        "several classes is a unit shared between them (often classes the network confuses), and a dark "
+        "column a unit that is silent for every class.",
+        "Heatmap of mean hidden-unit activation per class, units grouped by preferred class.",
+    ),
+    "projections": (
+        "The data seen by the network: 2-D projections",
+        "Each dot is a test sample, coloured by its true class, squeezed into two dimensions: by PCA "
+        "(top, the two directions of largest variance, distances roughly kept) and by t-SNE (bottom, "
+        "keeps neighbours close, distances between clusters mean little). Left: the inputs; right: the "
+        "last hidden layer. If the classes form cleaner, more separate clusters on the right, the network"
+        " has rearranged the data so the last layer can split them with straight lines. The silhouette "
+        "score (from -1 to 1, higher is better separated) puts a number on it.",
+        "Scatter plots of PCA and t-SNE projections of the inputs and of the last hidden layer, by class.",
+    ),
+    "error_gallery": (
+        "The worst mistakes",
+        "The test samples the network got wrong, worst first: those to which it gave the lowest "
+        "probability for the true class. Each shows the true and the predicted class with their "
+        "probabilities and a bar per class (green: true class, red: predicted). Confident mistakes (a "
+        "tall red bar) on samples a person finds easy point to a gap in what the network learned; "
+        "mistakes on ambiguous or mislabelled samples are forgivable. For tabular data the table lists "
+        "the sample's most unusual feature values (z-score: how many standard deviations from the "
+        "training mean).",
+        "Gallery of misclassified test samples with true and predicted labels and class probabilities.",
+    ),
 }
 
 
@@ -191,9 +284,12 @@ def make_env() -> Environment:
 
 SECTIONS = (
     ("summary", "Summary"),
+    ("network", "The network: structure and weights"),
     ("training", "Training"),
     ("evaluation", "Evaluation on the test set"),
     ("explanation", "Explanation (SHAP)"),
+    ("activations", "Inside the network: activations"),
+    ("errors", "The worst mistakes"),
     ("configuration", "Configuration"),
 )
 
@@ -207,6 +303,54 @@ def render_report(context: dict[str, Any]) -> str:
 def figures_in(folder: Path, order: tuple[str, ...]) -> list[ReportFigure]:
     """Embed the PNGs of ``folder`` named in ``order`` that exist, in that order."""
     return [embed_figure(folder / f"{name}.png") for name in order if (folder / f"{name}.png").exists()]
+
+
+NETWORK_FIGURES = (
+    "architecture",
+    "activation_functions",
+    "weight_distributions",
+    "first_layer_images",
+    "first_layer_features",
+    "weight_history",
+)
+ACTIVATION_FIGURES = ("activation_distributions", "class_activations", "projections")
+
+
+def layer_rows(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The visualize stage's layer specs as table rows: block name, shape, parameters."""
+    rows = []
+    for spec in specs:
+        kind = spec["kind"]
+        if kind == "linear":
+            block, shape = "Linear", f"{spec['fan_in']:,} → {spec['width']:,}"
+        elif kind == "activation":
+            block, shape = spec["function"], f"{spec['width']:,} units"
+        elif kind == "dropout":
+            block, shape = f"Dropout (p = {spec['p']:g}, training only)", f"{spec['width']:,} units"
+        elif kind == "input":
+            block, shape = "Input", f"{spec['width']:,} features"
+        else:
+            block, shape = "softmax", f"{spec['width']:,} class probabilities"
+        rows.append({"block": block, "shape": shape, "params": spec["params"]})
+    return rows
+
+
+def network_context(cfg: Config) -> dict[str, Any]:
+    """The visualize stage's outputs for the network, activations and errors sections."""
+    network = io.read_json(layout.network_file(cfg), "visualize")
+    folder = layout.figure_dir(cfg.paths.visualize)
+    return {
+        "network": {
+            **network,
+            "layer_rows": layer_rows(network["layers"]),
+            "metrics": io.read_json(cfg.paths.visualize_metrics, "visualize"),
+            "saturation_margin": cfg.visualize.saturation_margin,
+            "saturation_share": cfg.visualize.saturation_share,
+            "figures": figures_in(folder, NETWORK_FIGURES),
+            "activation_figures": figures_in(folder, ACTIVATION_FIGURES),
+            "error_figures": figures_in(folder, ("error_gallery",)),
+        }
+    }
 
 
 def build_context(cfg: Config) -> dict[str, Any]:
@@ -271,6 +415,7 @@ def build_context(cfg: Config) -> dict[str, Any]:
             ),
         },
         "config_yaml": to_yaml(cfg),
+        **network_context(cfg),
     }
 
 

@@ -6,6 +6,7 @@
 
 Writes ``<paths.train>/model.pt`` (architecture + weights of the best epoch by
 validation loss), ``run.json`` (the MLflow run every later stage attaches to),
+``weight_history.json`` (weight quantiles per layer before training and after each epoch),
 the per-epoch history (a DVC plot) and the train metrics (a DVC metric).
 """
 
@@ -28,7 +29,7 @@ from omegaconf import OmegaConf
 from pipeline import io, layout, model, prepare, tracking
 from pipeline.config import Config, as_dict, to_yaml
 from pipeline.errors import TrainingError
-from pipeline.lit import Classifier, EpochSeed, History, batches
+from pipeline.lit import Classifier, EpochSeed, History, WeightHistory, batches
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +142,11 @@ def run(cfg: Config) -> dict[str, Any]:
     checkpoint = ModelCheckpoint(
         dirpath=partial, filename="best", monitor="val_loss", mode="min", save_last=True
     )
+    weight_history = WeightHistory()
     callbacks = [
         EpochSeed(cfg.seed),
         history,
+        weight_history,
         checkpoint,
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping_patience),
     ]
@@ -163,7 +166,18 @@ def run(cfg: Config) -> dict[str, Any]:
             # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
             return {"rank": trainer.global_rank, "objective": float("nan")}
         return _finish(
-            cfg, net, arrays, history, checkpoint, partial, uri, experiment_id, run_id, tags, started
+            cfg,
+            net,
+            arrays,
+            history,
+            weight_history,
+            checkpoint,
+            partial,
+            uri,
+            experiment_id,
+            run_id,
+            tags,
+            started,
         )
     except BaseException as err:
         if trainer.is_global_zero:
@@ -177,6 +191,7 @@ def _finish(
     net: model.MLP,
     arrays: dict[str, np.ndarray],
     history: History,
+    weight_history: WeightHistory,
     checkpoint: Any,
     partial: Path,
     uri: str,
@@ -224,6 +239,7 @@ def _finish(
             [[int(r["epoch"]), *(r.get(c, float("nan")) for c in HISTORY_COLUMNS[1:])] for r in history.rows],
         )
         io.write_json(cfg.paths.train_metrics, metrics)
+        io.write_json(layout.weight_history_file(cfg), weight_history.to_dict())
     log.info(
         "Trained %s: best val_loss %.4f, val_acc %.4f at epoch %d; MLflow run %s (%s)",
         net.arch,

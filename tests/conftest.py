@@ -31,6 +31,9 @@ FAST = [
     "explain.n_background=20",
     "explain.n_examples=4",
     "report.dpi=60",
+    "visualize.n_units=16",
+    "visualize.tsne_max_samples=150",
+    "visualize.n_errors=6",
 ]
 
 
@@ -57,8 +60,8 @@ def make_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., C
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, dict[str, Any]]]:
-    """All five stages run once, in-process, on the digits with small settings."""
-    from pipeline import evaluate, explain, prepare, report, train
+    """Every stage runs once, in-process, on the digits with small settings."""
+    from pipeline import evaluate, explain, prepare, report, train, visualize
 
     folder = tmp_path_factory.mktemp("run")
     old = os.getcwd()
@@ -70,6 +73,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config
             "train": train.run(cfg),
             "evaluate": evaluate.run(cfg),
             "explain": explain.run(cfg),
+            "visualize": visualize.run(cfg),
             "report": report.run(cfg),
         }
         yield cfg, results

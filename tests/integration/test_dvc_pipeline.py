@@ -38,6 +38,7 @@ PROJECT_FILES = [
 SMALL = {
     "trainer": {"max_epochs": 3, "enable_progress_bar": False},
     "explain": {"n_samples": 16, "n_background": 16, "n_examples": 4},
+    "visualize": {"n_units": 16, "tsne_max_samples": 150},
 }
 
 
@@ -106,6 +107,7 @@ def test_dvc_metrics_show_reports_accuracy(repo: Path) -> None:
     metrics = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
     flat = json.dumps(metrics)
     assert '"accuracy"' in flat and '"additivity_max_error"' in flat and '"best_val_loss"' in flat
+    assert '"layer1_dead_fraction"' in flat
 
 
 def test_dvc_plots_show_renders(repo: Path, tmp_path: Path) -> None:
@@ -140,6 +142,7 @@ def test_report_sections_and_images(repo: Path) -> None:
     html = (repo / "reports/index.html").read_text()
     page = parse(html)
     assert {"summary", "training", "evaluation", "explanation", "configuration"} <= page.ids
+    assert {"network", "activations", "errors"} <= page.ids
     assert page.images
     for img in page.images:
         data = base64.b64decode(str(img["src"]).split(",", 1)[1])

@@ -1,0 +1,201 @@
+"""Figures of what the network does with data: activations, projections, worst errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+
+class _Layer(Protocol):
+    label: str
+    activation: str
+    post: np.ndarray
+
+
+def _class_colours(n: int) -> list[Any]:
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(k % cmap.N) for k in range(n)]
+
+
+def activation_distributions(
+    layers: Sequence[_Layer], layer_stats: Sequence[Mapping[str, Any]], margin: float, share: float
+) -> Figure:
+    """Top: histogram of every output of each hidden layer on the test set.
+    Bottom: per unit, the share of test rows on which it is active (ReLU: output > 0) or
+    saturated (sigmoid/tanh); dead units sit at 0, saturated units right of the dashed line."""
+    from pipeline import stats
+
+    n = len(layers)
+    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 5.4), squeeze=False)
+    for i, (layer, row) in enumerate(zip(layers, layer_stats, strict=True)):
+        top, bottom = axes[0, i], axes[1, i]
+        top.hist(layer.post.ravel(), bins=60, color="C0")
+        top.set_yscale("log")
+        top.set_title(
+            f"{layer.label} ({layer.activation}, {row['units']} units)\n"
+            f"{row['fraction']:.1%} of units {row['statistic']}",
+            fontsize=9,
+        )
+        top.set_xlabel("activation value")
+        top.set_ylabel("count (log)")
+        if layer.activation == "relu":
+            per_unit = (layer.post > 0).mean(axis=0)
+            bottom.set_xlabel("share of test rows with output > 0")
+            bottom.axvline(0, color="C3", linestyle="--", linewidth=1, label="dead (never > 0)")
+        else:
+            per_unit = stats.saturated_mask(layer.post, layer.activation, margin).mean(axis=0)
+            bottom.set_xlabel(f"share of test rows within {margin:g} of an asymptote")
+            bottom.axvline(share, color="C3", linestyle="--", linewidth=1, label=f"saturated (≥ {share:g})")
+        bottom.hist(per_unit, bins=np.linspace(0, 1, 26), color="C1")
+        bottom.set_ylabel("units")
+        bottom.legend(fontsize=7)
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def class_activation_heatmap(layers: Sequence[tuple[str, np.ndarray]], class_names: Sequence[str]) -> Figure:
+    """Mean activation of each hidden unit (columns, already ordered) for each class (rows)."""
+    n = len(layers)
+    fig, axes = plt.subplots(n, 1, figsize=(10, (0.3 * len(class_names) + 1.3) * n), squeeze=False)
+    for ax, (label, means) in zip(axes[:, 0], layers, strict=True):
+        image = ax.imshow(means, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_yticks(np.arange(len(class_names)), list(class_names), fontsize=7)
+        ax.set_ylabel("true class")
+        ax.set_xlabel(f"{label}: units, grouped by the class they respond to most")
+        fig.colorbar(image, ax=ax, label="mean activation", pad=0.01)
+    fig.tight_layout()
+    return fig
+
+
+def projections(
+    points: Mapping[tuple[str, str], np.ndarray],
+    y: np.ndarray,
+    class_names: Sequence[str],
+    separation: Mapping[str, float],
+) -> Figure:
+    """2x2: PCA (top) and t-SNE (bottom) of the inputs (left) and of the last hidden layer (right)."""
+    fig, axes = plt.subplots(2, 2, figsize=(9.5, 8.5))
+    colours = _class_colours(len(class_names))
+    titles = {"inputs": "inputs", "hidden": "last hidden layer"}
+    for r, method in enumerate(("pca", "tsne")):
+        for c, source in enumerate(("inputs", "hidden")):
+            ax = axes[r, c]
+            xy = points[(method, source)]
+            for k, name in enumerate(class_names):
+                mask = y == k
+                if mask.any():
+                    ax.scatter(xy[mask, 0], xy[mask, 1], s=7, color=colours[k], label=name, alpha=0.8)
+            score = separation.get(f"silhouette_{source}_{method}", float("nan"))
+            ax.set_title(
+                f"{'PCA' if method == 'pca' else 't-SNE'} of the {titles[source]}\nsilhouette {score:.2f}",
+                fontsize=9,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", title="class", markerscale=2.5, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    return fig
+
+
+def _probability_bars(
+    ax: Axes, probs: np.ndarray, true: int, class_names: Sequence[str], *, horizontal: bool = False
+) -> None:
+    predicted = int(probs.argmax())
+    colours = ["#bbbbbb"] * len(probs)
+    colours[predicted] = "C3"
+    colours[true] = "C2"
+    positions = np.arange(len(probs))
+    if horizontal:
+        ax.barh(positions, probs, color=colours)
+        ax.set_yticks(positions, list(class_names), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("probability", fontsize=7)
+    else:
+        ax.bar(positions, probs, color=colours)
+        ax.set_xticks(positions, list(class_names), fontsize=6)
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0, 0.5, 1])
+        ax.tick_params(axis="y", labelsize=6)
+
+
+def error_gallery_images(
+    images: np.ndarray,
+    probs: np.ndarray,
+    y_true: np.ndarray,
+    class_names: Sequence[str],
+    image_shape: Sequence[int],
+) -> Figure:
+    """Worst errors first: each image with its true/predicted label and, below it, the
+    probability the network gave each class (green: true class, red: predicted)."""
+    n = len(images)
+    cols = min(n, 6)
+    rows = int(np.ceil(n / cols))
+    fig = plt.figure(figsize=(1.9 * cols, 3.4 * rows))
+    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[2.2, 1.0] * rows, hspace=0.75, wspace=0.35)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        ax_img = fig.add_subplot(grid[2 * r, c])
+        ax_img.imshow(images[i].reshape(tuple(image_shape)), cmap="gray_r")
+        ax_img.set_axis_off()
+        true, pred = int(y_true[i]), int(probs[i].argmax())
+        ax_img.set_title(
+            f"true {class_names[true]} ({probs[i, true]:.0%})\n"
+            f"pred {class_names[pred]} ({probs[i, pred]:.0%})",
+            fontsize=8,
+        )
+        _probability_bars(fig.add_subplot(grid[2 * r + 1, c]), probs[i], true, class_names)
+    return fig
+
+
+def error_gallery_table(
+    raw: np.ndarray,
+    scaled: np.ndarray,
+    probs: np.ndarray,
+    y_true: np.ndarray,
+    class_names: Sequence[str],
+    feature_names: Sequence[str],
+    top: int = 5,
+) -> Figure:
+    """Tabular data: per error, the class probabilities (left) and the ``top`` features whose
+    values are most unusual (largest |standardized value|), with their raw values (right)."""
+    n = len(raw)
+    fig, axes = plt.subplots(
+        n,
+        2,
+        figsize=(9.5, max(1.6, 0.25 * len(class_names) + 0.9) * n),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.0, 1.6]},
+    )
+    for i in range(n):
+        true, pred = int(y_true[i]), int(probs[i].argmax())
+        left, right = axes[i]
+        _probability_bars(left, probs[i], true, class_names, horizontal=True)
+        left.set_title(
+            f"error {i + 1}: true {class_names[true]} ({probs[i, true]:.0%}), "
+            f"pred {class_names[pred]} ({probs[i, pred]:.0%})",
+            fontsize=8,
+            loc="left",
+        )
+        order = np.argsort(-np.abs(scaled[i]))[:top]
+        cells = [[feature_names[j], f"{raw[i, j]:.4g}", f"{scaled[i, j]:+.2f}"] for j in order]
+        right.set_axis_off()
+        table = right.table(
+            cellText=cells,
+            colLabels=["most unusual feature", "value", "z-score"],
+            loc="center",
+            cellLoc="left",
+        )
+        table.auto_set_font_size(False)
+        table.set_fontsize(7)
+        table.scale(1, 1.1)
+    fig.tight_layout()
+    return fig

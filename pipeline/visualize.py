@@ -1,0 +1,357 @@
+"""Stage: draw the trained network itself: structure, activation functions, weights,
+activations on the test set, and its worst mistakes.
+
+    python -m pipeline.visualize
+    python -m pipeline.visualize visualize.n_units=32 visualize.tsne_max_samples=500
+
+Reads the prepared data, the model and the per-epoch weight history written by
+train. Writes figures to ``<paths.visualize>/figures/``, ``network.json`` (layer
+table, per-layer activation statistics, worst errors) and the metrics file
+(dead/saturated unit fractions per layer, parameter count, class separation of
+the 2-D projections), all also logged to the run in MLflow.
+
+Image-only figures (first-layer weights as images, error gallery of images) are
+drawn when ``summary["image_shape"]`` is set; tabular data get feature-named
+heatmaps and tables instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline import io, layout, model, prepare, stats, tracking
+from pipeline.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LayerActivations:
+    """What one activation module saw and produced on the test rows."""
+
+    label: str  # "hidden 1", ...
+    name: str  # module name in the MLP ("net.1")
+    activation: str  # "relu" | "tanh" | "sigmoid"
+    pre: np.ndarray  # (rows, units): the Linear layer's output, the activation's input
+    post: np.ndarray  # (rows, units): the activation's output
+
+
+def layer_specs(net: model.MLP) -> list[dict[str, Any]]:
+    """One entry per block of the network, input to output, for the diagram and the table."""
+    arch = net.arch
+    specs: list[dict[str, Any]] = [
+        {"kind": "input", "name": "input", "width": arch["in_features"], "params": 0}
+    ]
+    width = arch["in_features"]
+    for name, layer in net.net.named_children():
+        entry: dict[str, Any] = {"name": f"net.{name}", "params": model.n_parameters(layer)}
+        if isinstance(layer, nn.Linear):
+            entry.update(kind="linear", width=layer.out_features, fan_in=layer.in_features)
+            width = layer.out_features
+        elif isinstance(layer, nn.Dropout):
+            entry.update(kind="dropout", width=width, p=float(layer.p))
+        else:
+            entry.update(kind="activation", width=width, function=type(layer).__name__.lower())
+        specs.append(entry)
+    specs.append({"kind": "output", "name": "softmax", "width": arch["n_classes"], "params": 0})
+    return specs
+
+
+def collect_activations(net: model.MLP, X: np.ndarray) -> tuple[list[LayerActivations], np.ndarray]:
+    """Run ``X`` through ``net`` (eval mode) with forward hooks on every activation module.
+
+    Returns the per-layer inputs/outputs of the activations and the logits (rows, classes).
+    """
+    captured: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+    handles = []
+    kinds = tuple(model.ACTIVATIONS.values())
+    for name, module in net.net.named_children():
+        if isinstance(module, kinds):
+
+            def hook(
+                mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor, name: str = name
+            ) -> None:
+                kind = type(mod).__name__.lower()
+                captured.append((f"net.{name}", kind, inputs[0].numpy().copy(), output.numpy().copy()))
+
+            handles.append(module.register_forward_hook(hook))
+    net.eval()
+    try:
+        with torch.inference_mode():
+            logits = net(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).numpy()
+    finally:
+        for handle in handles:
+            handle.remove()
+    layers = [
+        LayerActivations(f"hidden {i + 1}", name, kind, pre, post)
+        for i, (name, kind, pre, post) in enumerate(captured)
+    ]
+    return layers, logits.astype(np.float64)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def activation_curve(activation: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The activation function and its derivative at ``x``, by the module the model uses and autograd."""
+    t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    y = model.ACTIVATIONS[activation]()(t)
+    (grad,) = torch.autograd.grad(y.sum(), t)
+    return y.detach().numpy(), grad.numpy()
+
+
+def project(X: np.ndarray, method: str, *, seed: int, perplexity: float, pca_dims: int) -> np.ndarray:
+    """2-D projection of the rows of ``X`` by PCA or t-SNE (PCA-reduced to ``pca_dims`` first)."""
+    from threadpoolctl import threadpool_limits
+
+    # torch, sklearn and scipy each bring their own OpenMP/OpenBLAS thread pools; once torch
+    # has run, their threads contend on these 2-core machines: PCA of 360x64 took 1.5 s and
+    # t-SNE of 360 digits 6-9 s, against 0.015 s and 1.2 s with one thread.
+    with threadpool_limits(limits=1):
+        return _project(np.asarray(X, dtype=np.float64), method, seed, perplexity, pca_dims)
+
+
+def _project(X: np.ndarray, method: str, seed: int, perplexity: float, pca_dims: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    if method == "pca":
+        return np.asarray(PCA(n_components=2, random_state=seed).fit_transform(X))
+    from sklearn.manifold import TSNE
+
+    if X.shape[1] > pca_dims:
+        X = PCA(n_components=min(pca_dims, len(X)), random_state=seed).fit_transform(X)
+    # sklearn requires perplexity < rows; (rows - 1) / 3 keeps three neighbourhoods' worth of points.
+    perplexity = min(perplexity, max(1.0, (len(X) - 1) / 3))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500)
+    return np.asarray(tsne.fit_transform(X))
+
+
+def layer_stats(layers: list[LayerActivations], margin: float, share: float) -> list[dict[str, Any]]:
+    """Per hidden layer: width, activation, dead or saturated fraction and the activations' spread."""
+    rows = []
+    for layer in layers:
+        statistic = "dead" if layer.activation == "relu" else "saturated"
+        rows.append(
+            {
+                "label": layer.label,
+                "name": layer.name,
+                "activation": layer.activation,
+                "units": int(layer.post.shape[1]),
+                "statistic": statistic,
+                "fraction": stats.inactive_fraction(layer.post, layer.activation, margin, share),
+                "mean": float(layer.post.mean()),
+                "std": float(layer.post.std()),
+            }
+        )
+    return rows
+
+
+def compute(
+    net: model.MLP, arrays: dict[str, np.ndarray], summary: dict[str, Any], cfg: Config
+) -> dict[str, Any]:
+    """Core: every number and array the figures, the JSON and the metrics need."""
+    vcfg = cfg.visualize
+    X, y = arrays["X_test"], arrays["y_test"]
+    layers, logits = collect_activations(net, X)
+    probs = softmax(logits)
+    n_classes = summary["n_classes"]
+    rows = layer_stats(layers, vcfg.saturation_margin, vcfg.saturation_share)
+    means = [stats.class_means(layer.post, y, n_classes) for layer in layers]
+
+    # Same rows for all four panels, so the point clouds can be compared.
+    pick = stats.subsample(len(y), vcfg.tsne_max_samples, cfg.seed)
+    last = layers[-1].post[pick] if layers else X[pick]
+    # Images: raw pixels (one unit for all columns; standardizing blows up near-constant
+    # border pixels and a few rows then dominate the PCA). Tabular: the standardized
+    # features, else the column with the largest unit would dominate.
+    inputs = (arrays["X_test_raw"] if summary["image_shape"] else X)[pick]
+    projections: dict[tuple[str, str], np.ndarray] = {}
+    separation: dict[str, float] = {}
+    for method in ("pca", "tsne"):
+        for source, data in (("inputs", inputs), ("hidden", last)):
+            points = project(
+                data, method, seed=cfg.seed, perplexity=vcfg.tsne_perplexity, pca_dims=vcfg.pca_before_tsne
+            )
+            projections[(method, source)] = points
+            separation[f"silhouette_{source}_{method}"] = stats.silhouette(points, y[pick])
+
+    errors = stats.worst_errors(probs, y, vcfg.n_errors)
+    return {
+        "layers": layers,
+        "stats": rows,
+        "class_means": means,
+        "probs": probs,
+        "projections": projections,
+        "projection_rows": pick,
+        "separation": separation,
+        "errors": errors,
+        "n_misclassified": int((probs.argmax(axis=1) != y).sum()),
+    }
+
+
+def metrics_of(net: model.MLP, result: dict[str, Any]) -> dict[str, float]:
+    """Flat metrics for DVC and MLflow: one dead/saturated fraction per hidden layer, and more."""
+    metrics: dict[str, float] = {"n_parameters": float(model.n_parameters(net))}
+    for i, row in enumerate(result["stats"], start=1):
+        metrics[f"layer{i}_{row['statistic']}_fraction"] = row["fraction"]
+    metrics.update(result["separation"])
+    metrics["n_misclassified"] = float(result["n_misclassified"])
+    metrics["tsne_samples"] = float(len(result["projection_rows"]))
+    return metrics
+
+
+def linear_layers(net: model.MLP) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, weight (out, in), bias (out,)) of each Linear layer, input side first."""
+    return [
+        (f"net.{name}", layer.weight.detach().numpy(), layer.bias.detach().numpy())
+        for name, layer in net.net.named_children()
+        if isinstance(layer, nn.Linear)
+    ]
+
+
+def draw(
+    cfg: Config,
+    net: model.MLP,
+    arrays: dict[str, np.ndarray],
+    summary: dict[str, Any],
+    history: dict[str, Any],
+    best_epoch: int,
+    result: dict[str, Any],
+    folder: Path,
+) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    from pipeline.plots import activations as act_figs
+    from pipeline.plots import network as net_figs
+    from pipeline.plots import save_png
+
+    classes = summary["class_names"]
+    features = summary["feature_names"]
+    shape = summary["image_shape"]
+    y = arrays["y_test"]
+    layers: list[LayerActivations] = result["layers"]
+    linear = linear_layers(net)
+    first_weights = linear[0][1]
+    n_units = min(cfg.visualize.n_units, first_weights.shape[0])
+
+    figures: dict[str, Any] = {}
+    figures["architecture"] = net_figs.architecture(layer_specs(net), shape)
+    activations_used = sorted({layer.activation for layer in layers}) or [net.arch["activation"]]
+    x = np.linspace(-5, 5, 401)
+    curves = {name: activation_curve(name, x) for name in activations_used}
+    pre = np.concatenate([layer.pre.ravel() for layer in layers]) if layers else None
+    figures["activation_functions"] = net_figs.activation_functions(x, curves, pre)
+    figures["weight_distributions"] = net_figs.weight_distributions(linear)
+    if shape:
+        figures["first_layer_images"] = net_figs.unit_weight_images(first_weights[:n_units], shape)
+    else:
+        figures["first_layer_features"] = net_figs.unit_weight_heatmap(first_weights[:n_units], features)
+    # History epoch k holds the weights after k epochs; the kept weights are after best_epoch + 1.
+    figures["weight_history"] = net_figs.weight_history(history, best_epoch + 1)
+
+    if layers:
+        figures["activation_distributions"] = act_figs.activation_distributions(
+            result["layers"], result["stats"], cfg.visualize.saturation_margin, cfg.visualize.saturation_share
+        )
+        ordered = [
+            (row["label"], m[:, stats.unit_order(m)])
+            for row, m in zip(result["stats"], result["class_means"], strict=True)
+        ]
+        figures["class_activations"] = act_figs.class_activation_heatmap(ordered, classes)
+    figures["projections"] = act_figs.projections(
+        result["projections"], y[result["projection_rows"]], classes, result["separation"]
+    )
+
+    errors = result["errors"]
+    if len(errors):
+        probs = result["probs"][errors]
+        if shape:
+            figures["error_gallery"] = act_figs.error_gallery_images(
+                arrays["X_test_raw"][errors], probs, y[errors], classes, shape
+            )
+        else:
+            figures["error_gallery"] = act_figs.error_gallery_table(
+                arrays["X_test_raw"][errors], arrays["X_test"][errors], probs, y[errors], classes, features
+            )
+
+    paths = []
+    for name, fig in figures.items():
+        t = time.perf_counter()
+        paths.append(save_png(fig, folder / f"{name}.png", cfg.report.dpi))
+        plt.close(fig)
+        log.debug("figure %s saved in %.2f s", name, time.perf_counter() - t)
+    return paths
+
+
+def network_record(
+    net: model.MLP, result: dict[str, Any], summary: dict[str, Any], y: np.ndarray
+) -> dict[str, Any]:
+    """The JSON the report reads: layer table, per-layer statistics, worst errors."""
+    classes = summary["class_names"]
+    probs = result["probs"]
+    errors = [
+        {
+            "row": int(i),
+            "true": classes[int(y[i])],
+            "predicted": classes[int(probs[i].argmax())],
+            "p_true": float(probs[i, y[i]]),
+            "p_predicted": float(probs[i].max()),
+        }
+        for i in result["errors"]
+    ]
+    return {
+        "arch": net.arch,
+        "n_parameters": model.n_parameters(net),
+        "layers": layer_specs(net),
+        "activation_stats": result["stats"],
+        "errors": errors,
+        "n_misclassified": result["n_misclassified"],
+        "projection_samples": int(len(result["projection_rows"])),
+        "separation": result["separation"],
+    }
+
+
+def run(cfg: Config) -> dict[str, float]:
+    started = time.perf_counter()
+    arrays, summary = prepare.load(cfg)
+    net = model.load(layout.model_file(cfg))
+    run_info = tracking.load_run(layout.run_file(cfg))
+    history = io.read_json(layout.weight_history_file(cfg), "train")
+    best_epoch = int(io.read_json(cfg.paths.train_metrics, "train")["best_epoch"])
+
+    result = compute(net, arrays, summary, cfg)
+    metrics = metrics_of(net, result)
+    figures = draw(
+        cfg, net, arrays, summary, history, best_epoch, result, layout.figure_dir(cfg.paths.visualize)
+    )
+    io.write_json(layout.network_file(cfg), network_record(net, result, summary, arrays["y_test"]))
+    # NaN (e.g. a silhouette with one class) is not valid JSON for DVC: write null instead.
+    io.write_json(cfg.paths.visualize_metrics, {k: v if np.isfinite(v) else None for k, v in metrics.items()})
+    tracking.log_metrics(run_info, {f"viz_{k}": v for k, v in metrics.items() if np.isfinite(v)})
+    tracking.log_artifacts(run_info, figures, "visualize")
+    log.info(
+        "Visualized %s: %s; %d figures in %.1f s -> %s",
+        summary["dataset"],
+        ", ".join(f"{r['label']} {r['fraction']:.1%} {r['statistic']}" for r in result["stats"]),
+        len(figures),
+        time.perf_counter() - started,
+        cfg.paths.visualize,
+    )
+    return metrics
+
+
+if __name__ == "__main__":
+    from pipeline.cli import stage_main
+
+    stage_main(run)

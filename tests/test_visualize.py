@@ -1,0 +1,259 @@
+"""The visualize stage: its cores with numbers, its figures, and whole runs on image
+(digits) and tabular (synthetic) data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline import io, layout, model, prepare, stats, visualize
+from pipeline.config import Config, to_config
+from pipeline.datasets import Dataset
+from pipeline.errors import ConfigError
+from pipeline.plots import activations as act_figs
+from pipeline.plots import network as net_figs
+
+IMAGE_FIGURES = {
+    "architecture",
+    "activation_functions",
+    "weight_distributions",
+    "first_layer_images",
+    "weight_history",
+    "activation_distributions",
+    "class_activations",
+    "projections",
+    "error_gallery",
+}
+TABULAR_FIGURES = (IMAGE_FIGURES - {"first_layer_images"}) | {"first_layer_features"}
+
+
+def _net(hidden: list[int], activation: str = "relu", in_features: int = 4, n_classes: int = 3) -> model.MLP:
+    torch.manual_seed(0)
+    return model.MLP(in_features, n_classes, hidden, activation, dropout=0.1).eval()
+
+
+def test_layer_specs_follow_the_network() -> None:
+    net = _net([5, 3], "tanh")
+    specs = visualize.layer_specs(net)
+    assert [s["kind"] for s in specs] == [
+        "input",
+        *["linear", "activation", "dropout"] * 2,
+        "linear",
+        "output",
+    ]
+    assert [s["width"] for s in specs] == [4, 5, 5, 5, 3, 3, 3, 3, 3]
+    assert specs[1]["params"] == 4 * 5 + 5 and specs[7]["params"] == 3 * 3 + 3
+    assert sum(s["params"] for s in specs) == model.n_parameters(net)
+    assert specs[2]["function"] == "tanh" and specs[3]["p"] == pytest.approx(0.1)
+
+
+def test_collect_activations_matches_a_manual_forward_pass() -> None:
+    net = _net([5, 3], "relu")
+    X = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
+    layers, logits = visualize.collect_activations(net, X)
+    with torch.no_grad():
+        h1_pre = net.net[0](torch.from_numpy(X))
+        h1 = torch.relu(h1_pre)
+        h2 = torch.relu(net.net[3](h1))
+        out = net(torch.from_numpy(X))
+    assert [layer.label for layer in layers] == ["hidden 1", "hidden 2"]
+    assert np.allclose(layers[0].pre, h1_pre.numpy()) and np.allclose(layers[0].post, h1.numpy())
+    assert np.allclose(layers[1].post, h2.numpy())
+    assert np.allclose(logits, out.numpy(), atol=1e-6)
+    # The hooks are gone: a second forward pass captures nothing new.
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
+def test_activation_curve_derivative_is_analytic(name: str) -> None:
+    x = np.array([-2.0, -0.5, 0.5, 2.0])
+    f, df = visualize.activation_curve(name, x)
+    expected = {
+        "relu": (np.maximum(x, 0), (x > 0).astype(float)),
+        "tanh": (np.tanh(x), 1 - np.tanh(x) ** 2),
+        "sigmoid": (1 / (1 + np.exp(-x)), np.exp(-x) / (1 + np.exp(-x)) ** 2),
+    }[name]
+    assert np.allclose(f, expected[0]) and np.allclose(df, expected[1])
+
+
+def test_projection_shapes_and_small_inputs() -> None:
+    X = np.random.default_rng(0).normal(size=(20, 60))
+    for method in ("pca", "tsne"):
+        points = visualize.project(X, method, seed=0, perplexity=30.0, pca_dims=10)
+        assert points.shape == (20, 2) and np.isfinite(points).all()
+
+
+def test_tile_lays_images_out_row_by_row() -> None:
+    images = np.arange(3 * 2 * 2, dtype=float).reshape(3, 2, 2)
+    mosaic = net_figs.tile(images, cols=2)
+    assert mosaic.shape == (5, 5)
+    assert mosaic[0:2, 0:2].tolist() == images[0].tolist()
+    assert mosaic[0:2, 3:5].tolist() == images[1].tolist()
+    assert mosaic[3:5, 0:2].tolist() == images[2].tolist()
+    assert np.isnan(mosaic[2]).all() and np.isnan(mosaic[3:5, 3:5]).all()
+
+
+def test_every_figure_function_draws_and_leaves_nothing_open() -> None:
+    rng = np.random.default_rng(0)
+    net = _net([6, 4], "sigmoid", in_features=4)
+    X = rng.normal(size=(30, 4)).astype(np.float32)
+    y = np.arange(30) % 3
+    layers, logits = visualize.collect_activations(net, X)
+    rows = visualize.layer_stats(layers, 0.01, 0.9)
+    probs = visualize.softmax(logits)
+    x = np.linspace(-5, 5, 50)
+    history = {
+        "quantiles": list(stats.QUANTILES),
+        "epochs": [0, 1, 2],
+        "layers": {"net.0": {"shape": [6, 4], "weight": [[-1, -0.5, 0, 0.5, 1]] * 3}},
+    }
+    points = {(m, s): rng.normal(size=(30, 2)) for m in ("pca", "tsne") for s in ("inputs", "hidden")}
+    classes = ["a", "b", "c"]
+    figures = [
+        net_figs.architecture(visualize.layer_specs(net), (2, 2)),
+        net_figs.activation_functions(
+            x, {"sigmoid": visualize.activation_curve("sigmoid", x)}, layers[0].pre
+        ),
+        net_figs.weight_distributions(visualize.linear_layers(net)),
+        net_figs.unit_weight_images(visualize.linear_layers(net)[0][1], (2, 2)),
+        net_figs.unit_weight_heatmap(visualize.linear_layers(net)[0][1], ["f1", "f2", "f3", "f4"]),
+        net_figs.weight_history(history, 1),
+        act_figs.activation_distributions(layers, rows, 0.01, 0.9),
+        act_figs.class_activation_heatmap([("hidden 1", stats.class_means(layers[0].post, y, 3))], classes),
+        act_figs.projections(points, y, classes, {"silhouette_inputs_pca": 0.1}),
+        act_figs.error_gallery_images(X[:3], probs[:3], y[:3], classes, (2, 2)),
+        act_figs.error_gallery_table(X[:3], X[:3], probs[:3], y[:3], classes, ["f1", "f2", "f3", "f4"]),
+    ]
+    for fig in figures:
+        drawn = [ax for ax in fig.axes if ax.has_data() or ax.patches or ax.texts or ax.tables]
+        assert drawn, fig
+        plt.close(fig)
+    assert plt.get_fignums() == []
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "visualize.n_units=0",
+        "visualize.tsne_max_samples=2",
+        "visualize.tsne_perplexity=0",
+        "visualize.saturation_margin=0.6",
+        "visualize.saturation_share=0",
+        "visualize.n_errors=-1",
+    ],
+)
+def test_out_of_range_visualize_settings_name_the_key(override: str) -> None:
+    from tests.conftest import compose_conf
+
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        to_config(compose_conf([override]))
+
+
+def _check_stage(cfg: Config, expected: set[str]) -> dict[str, Any]:
+    folder = layout.figure_dir(cfg.paths.visualize)
+    names = {p.stem for p in folder.glob("*.png")}
+    assert names == expected
+    for path in folder.glob("*.png"):
+        with Image.open(path) as img:
+            assert img.size[0] > 100 and img.size[1] > 100
+    assert plt.get_fignums() == []
+    metrics = json.loads(Path(cfg.paths.visualize_metrics).read_text())
+    record = json.loads(layout.network_file(cfg).read_text())
+    from mlflow import MlflowClient
+
+    run = json.loads(layout.run_file(cfg).read_text())
+    client = MlflowClient(run["tracking_uri"])
+    logged = {Path(a.path).stem for a in client.list_artifacts(run["run_id"], "visualize")}
+    assert logged == expected
+    mlflow_metrics = client.get_run(run["run_id"]).data.metrics
+    assert mlflow_metrics["viz_n_parameters"] == metrics["n_parameters"]
+    return {"metrics": metrics, "record": record, "mlflow": mlflow_metrics}
+
+
+def test_stage_on_digits_draws_every_figure_and_records_metrics(small_run) -> None:  # type: ignore[no-untyped-def]
+    cfg, results = small_run
+    out = _check_stage(cfg, IMAGE_FIGURES)
+    metrics, record = out["metrics"], out["record"]
+    assert metrics == results["visualize"]
+    assert metrics["n_parameters"] == 64 * 128 + 128 + 128 * 10 + 10
+    assert 0.0 <= metrics["layer1_dead_fraction"] <= 1.0
+    assert "viz_layer1_dead_fraction" in out["mlflow"]
+    assert metrics["tsne_samples"] == 150
+    # The network separates the classes better than its inputs do (t-SNE silhouette).
+    assert metrics["silhouette_hidden_tsne"] > metrics["silhouette_inputs_tsne"] - 0.05
+    assert [row["label"] for row in record["activation_stats"]] == ["hidden 1"]
+    assert len(record["errors"]) <= 6
+    p_true = [e["p_true"] for e in record["errors"]]
+    assert p_true == sorted(p_true) and all(e["true"] != e["predicted"] for e in record["errors"])
+
+
+def test_weight_history_holds_initial_and_every_epoch(small_run) -> None:  # type: ignore[no-untyped-def]
+    import pytorch_lightning as pl
+
+    from pipeline import train
+
+    cfg, results = small_run
+    history = json.loads(layout.weight_history_file(cfg).read_text())
+    assert history["epochs"] == list(range(results["train"]["epochs_run"] + 1))
+    assert set(history["layers"]) == {"net.0", "net.3"}
+    entry = history["layers"]["net.0"]
+    assert entry["shape"] == [128, 64] and len(entry["weight"]) == len(history["epochs"])
+    assert all(np.all(np.diff(q) >= 0) for q in entry["weight"])  # quantiles ascend
+    # Epoch 0 is the untrained network: rebuild it with the same seed and compare.
+    pl.seed_everything(cfg.seed, verbose=False)
+    fresh = train.build_net(cfg, 64, 10)
+    assert entry["weight"][0] == pytest.approx(stats.quantiles(fresh.net[0].weight.detach().numpy()))
+    assert entry["weight"][-1] != pytest.approx(entry["weight"][0])  # training moved them
+
+
+def _synthetic_tabular(cfg: Config, n: int = 240) -> None:
+    """Three separable-ish classes in 6 named features, written as the prepare stage would."""
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 3
+    centres = rng.normal(scale=2.0, size=(3, 6))
+    X = (centres[y] + rng.normal(size=(n, 6)) * np.array([1, 1, 1, 10, 0.1, 1])).astype(np.float32)
+    ds = Dataset("synthetic", X, y.astype(np.int64), [f"feat_{c}" for c in "abcdef"], ["x", "y", "z"])
+    arrays, summary = prepare.prepare(ds, StandardScaler(), 0.25, 0.15, cfg.seed)
+    assert summary["image_shape"] is None
+    io.write_npz(layout.data_file(cfg), **arrays)
+    io.write_json(layout.summary_file(cfg), summary)
+
+
+@pytest.mark.slow
+def test_stage_and_report_on_tabular_data(make_cfg: Callable[..., Config]) -> None:
+    from pipeline import evaluate, explain, report, train
+    from tests.test_report import parse
+
+    cfg = make_cfg(
+        "model.activation=tanh",
+        "model.hidden_sizes=[16,8]",
+        "explain.n_samples=12",
+        "explain.n_background=12",
+    )
+    _synthetic_tabular(cfg)
+    train.run(cfg)
+    evaluate.run(cfg)
+    explain.run(cfg)
+    metrics = visualize.run(cfg)
+    out = _check_stage(cfg, TABULAR_FIGURES)
+    assert set(metrics) >= {"layer1_saturated_fraction", "layer2_saturated_fraction", "n_parameters"}
+    assert "layer1_dead_fraction" not in metrics
+    assert [r["activation"] for r in out["record"]["activation_stats"]] == ["tanh", "tanh"]
+
+    html = Path(report.run(cfg)).read_text()
+    page = parse(html)
+    assert {sid for sid, _ in report.SECTIONS} <= page.ids
+    for fig_id in TABULAR_FIGURES - ({"error_gallery"} if not out["record"]["errors"] else set()):
+        assert f'id="fig-{fig_id}"' in html
+    assert "saturated" in html  # the tanh layers report saturation, not dead units
