@@ -158,11 +158,10 @@ def load_mnist(
     missing = [MNIST_FILES[key] for key, path in found.items() if path is None]
     if missing:
         raise DataError(
-            f"MNIST files missing in data.loader.folder='{folder}' ({root.resolve()}): "
-            f"{', '.join(missing)}. Expected the four IDX files "
-            f"{', '.join(MNIST_FILES.values())} (each plain or .gz). glassnet does not download "
-            f"them: fetch them from {MNIST_URL} (or any MNIST mirror) into that folder, "
-            "or point data.loader.folder=... at where they are."
+            f"Expected the four MNIST IDX files {', '.join(MNIST_FILES.values())} (each plain or .gz) "
+            f"in data.loader.folder='{folder}' ({root.resolve()}); missing: {', '.join(missing)}. "
+            f"glassnet does not download them: fetch them from {MNIST_URL} (or any MNIST mirror) "
+            "into that folder, or point data.loader.folder=... at where they are."
         )
     paths = {key: path for key, path in found.items() if path is not None}
     parts = {}
@@ -237,10 +236,20 @@ def read_table(path: str | Path, sep: str = ",") -> Any:
         raise DataError(f"Data file data.loader.path='{path}' is a directory, not a file.")
     if p.stat().st_size == 0:
         raise DataError(f"Data file '{path}' is empty (0 bytes).")
+    is_parquet = p.suffix.lower() in PARQUET_SUFFIXES
     try:
-        if p.suffix.lower() in PARQUET_SUFFIXES:
+        if is_parquet:
             return pd.read_parquet(p)
+        with open(p, "rb") as fh:
+            head = fh.read(4096)
+        if b"\x00" in head:  # text never holds NUL bytes; pandas would report a baffling parse error
+            raise DataError(
+                f"Data file '{path}' is a binary file (it contains NUL bytes), not CSV text. "
+                "Save it as CSV (UTF-8), or as Parquet with a .parquet suffix."
+            )
         return pd.read_csv(p, sep=sep)
+    except DataError:
+        raise
     except PermissionError as err:
         raise DataError(f"Data file '{path}' cannot be read: permission denied.") from err
     except pd.errors.EmptyDataError as err:
@@ -251,7 +260,7 @@ def read_table(path: str | Path, sep: str = ",") -> Any:
             "is it a binary file? Save it as CSV (UTF-8) or Parquet."
         ) from err
     except Exception as err:  # pandas/pyarrow parse errors have many types; all mean "malformed"
-        kind = "Parquet" if p.suffix.lower() in PARQUET_SUFFIXES else "CSV"
+        kind = "Parquet" if is_parquet else "CSV"
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"Data file '{path}' is not a readable {kind} file: {first_line}") from err
 

@@ -90,7 +90,7 @@ def test_mnist_missing_files_say_which_and_where(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         datasets.load_mnist(str(folder))
     message = str(err.value)
-    assert "missing" in message and "t10k-images-idx3-ubyte" in message
+    assert "missing: t10k-images-idx3-ubyte." in message
     assert str(folder.resolve()) in message and "data.loader.folder" in message
     for name in MNIST_FILES.values():  # every expected file is named
         assert name in message
@@ -277,9 +277,10 @@ def test_table_column_errors(
         (b"\n\n", "is empty"),
         (b"a,b,species\n", "header but no data rows"),
         (b"a,species\n1,x\n2,y,3,4\n", "not a readable CSV file.*Expected 2 fields"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\xfa" * 10, "not a UTF-8 text CSV"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\xfa" * 10, "is a binary file"),
+        (b"a,species\n\xff\xfe,x\n", "not a UTF-8 text CSV"),
     ],
-    ids=["missing", "empty", "blank-lines", "header-only", "ragged", "binary"],
+    ids=["missing", "empty", "blank-lines", "header-only", "ragged", "binary", "latin-1"],
 )
 def test_table_file_errors(tmp_path: Path, content: bytes | None, pattern: str) -> None:
     path = tmp_path / "t.csv"
