@@ -46,7 +46,9 @@ def check_splittable(y: np.ndarray, class_names: list[str], test_size: float, va
             )
     rare = [(class_names[k], int(c)) for k, c in enumerate(counts) if 0 < c < len(SPLITS)]
     if rare:
-        listed = ", ".join(f"'{name}' ({c} row{'s' * (c > 1)})" for name, c in rare)
+        listed = ", ".join(f"'{name}' ({c} row{'s' * (c > 1)})" for name, c in rare[:5])
+        if len(rare) > 5:
+            listed += f" and {len(rare) - 5} more of the {n_classes} classes (is the target an identifier?)"
         raise DataError(
             f"Class(es) {listed} have fewer than {len(SPLITS)} rows, so they cannot appear in each of "
             "the train, validation and test splits (data.test_size, data.val_size). "
