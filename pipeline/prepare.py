@@ -213,6 +213,8 @@ def run(cfg: Config) -> dict[str, Any]:
         raise ConfigError(f"Config key 'data.scaler' cannot be built: {err}") from err
     arrays, summary = prepare(ds, scaler, cfg.data.test_size, cfg.data.val_size, cfg.seed)
     check_batch_size(summary["sizes"]["train"], cfg.train.batch_size)
+    if ds.test_rows is not None:
+        log.info("Test split: %s's own test set; data.test_size is not used", ds.name)
     io.write_npz(layout.data_file(cfg), **arrays)
     io.write_json(layout.summary_file(cfg), summary)
     log.info(
