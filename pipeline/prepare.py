@@ -31,8 +31,8 @@ SPLITS = ("train", "val", "test")
 
 def check_splittable(y: np.ndarray, class_names: list[str], test_size: float, val_size: float) -> None:
     """Say, naming the keys, when the rows cannot give every class a row in every split."""
-    n, n_classes = len(y), len(class_names)
-    counts = np.bincount(y, minlength=n_classes)
+    counts = np.bincount(y, minlength=len(class_names))
+    n, n_classes = len(y), int((counts > 0).sum())  # classes with no rows need no place in a split
     for split_name, key, fraction in (
         ("test", "data.test_size", test_size),
         ("validation", "data.val_size", val_size),
