@@ -2,6 +2,8 @@
 
     python -m pipeline.prepare                 # conf/ defaults
     python -m pipeline.prepare data.test_size=0.3
+    python -m pipeline.prepare data=mnist data.loader.folder=~/mnist
+    python -m pipeline.prepare data=csv data.loader.path=my.csv data.loader.target=label
 
 Writes ``<paths.prepare>/data.npz`` (splits) and ``summary.json`` (sizes, class
 balance, feature names, image shape).
@@ -9,38 +11,100 @@ balance, feature names, image shape).
 
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from pipeline import io, layout
 from pipeline.config import Config
 from pipeline.datasets import Dataset
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
 
-def split(y: np.ndarray, test_size: float, val_size: float, seed: int) -> dict[str, np.ndarray]:
-    """Stratified train/val/test row indices; val_size is a fraction of the whole set."""
+def check_splittable(y: np.ndarray, class_names: list[str], test_size: float, val_size: float) -> None:
+    """Say, naming the keys, when the rows cannot give every class a row in every split."""
+    counts = np.bincount(y, minlength=len(class_names))
+    n, n_classes = len(y), int((counts > 0).sum())  # classes with no rows need no place in a split
+    for split_name, key, fraction in (
+        ("test", "data.test_size", test_size),
+        ("validation", "data.val_size", val_size),
+    ):
+        if n * fraction < n_classes:
+            raise DataError(
+                f"Cannot split {n} rows into train/validation/test with data.test_size={test_size}, "
+                f"data.val_size={val_size}: the {split_name} split would get {int(n * fraction)} rows "
+                f"for {n_classes} classes, and each class needs a row in every split. "
+                f"Use more data or raise {key}."
+            )
+    rare = [(class_names[k], int(c)) for k, c in enumerate(counts) if 0 < c < len(SPLITS)]
+    if rare:
+        listed = ", ".join(f"'{name}' ({c} row{'s' * (c > 1)})" for name, c in rare[:5])
+        if len(rare) > 5:
+            listed += f" and {len(rare) - 5} more of the {n_classes} classes (is the target an identifier?)"
+        raise DataError(
+            f"Class(es) {listed} have fewer than {len(SPLITS)} rows, so they cannot appear in each of "
+            "the train, validation and test splits (data.test_size, data.val_size). "
+            "Add rows of those classes or remove them from the data."
+        )
+
+
+def split(
+    y: np.ndarray, test_size: float, val_size: float, seed: int, test_rows: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Stratified train/val/test row indices; val_size is a fraction of the whole set.
+
+    With ``test_rows`` (a dataset's official test set) those rows are the test
+    split and train/val are drawn from the others.
+    """
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(y))
     try:
-        rest, test = train_test_split(index, test_size=test_size, stratify=y, random_state=seed)
-        train, val = train_test_split(
-            rest, test_size=val_size / (1 - test_size), stratify=y[rest], random_state=seed
-        )
+        if test_rows is None:
+            rest, test = train_test_split(index, test_size=test_size, stratify=y, random_state=seed)
+        else:
+            test = np.asarray(test_rows)
+            rest = np.setdiff1d(index, test)
+        n_val = max(1, round(val_size * len(y)))
+        train, val = train_test_split(rest, test_size=n_val, stratify=y[rest], random_state=seed)
     except ValueError as err:
         raise DataError(
             f"Cannot split {len(y)} rows with data.test_size={test_size}, data.val_size={val_size} "
             f"so that every class is in every split: {err}"
         ) from err
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def check_batch_size(n_train: int, batch_size: int) -> None:
+    """A train split smaller than one batch is almost surely a mistake (wrong file, wrong key)."""
+    if n_train < batch_size:
+        raise ConfigError(
+            f"The train split has {n_train} rows, fewer than one batch (train.batch_size={batch_size}). "
+            f"Lower train.batch_size (e.g. train.batch_size={max(1, n_train // 4)}) or use more data "
+            "(data.loader.*, data.test_size, data.val_size)."
+        )
+
+
+def check_finite(ds: Dataset) -> None:
+    """Any loader's features must be finite: name the columns that are not."""
+    bad = ~np.isfinite(ds.X)
+    if bad.any():
+        columns = np.flatnonzero(bad.any(axis=0))
+        listed = ", ".join(f"'{ds.feature_names[c]}'" for c in columns[:5])
+        more = f" and {len(columns) - 5} more" if len(columns) > 5 else ""
+        raise DataError(
+            f"Dataset '{ds.name}' has {int(bad.sum())} NaN or infinite feature value(s) in column(s) "
+            f"{listed}{more} (first in row {int(np.flatnonzero(bad.any(axis=1))[0])}). "
+            "Fix the data or choose a missing-value policy (data.loader.missing)."
+        )
 
 
 def class_balance(y: np.ndarray, n_classes: int) -> list[int]:
@@ -53,7 +117,15 @@ def prepare(
     """Pure core: dataset in, scaled splits and a summary out. ``scaler`` is fitted on train only."""
     if len(np.unique(ds.y)) < 2:
         raise DataError(f"Dataset '{ds.name}' has a single class; a classifier needs at least two.")
-    idx = split(ds.y, test_size, val_size, seed)
+    if ds.X.ndim != 2 or len(ds.X) != len(ds.y) or ds.X.shape[1] != len(ds.feature_names):
+        raise DataError(
+            f"Dataset '{ds.name}': X has shape {ds.X.shape}, y {ds.y.shape} and there are "
+            f"{len(ds.feature_names)} feature names; they must agree."
+        )
+    check_finite(ds)
+    if ds.test_rows is None:
+        check_splittable(ds.y, ds.class_names, test_size, val_size)
+    idx = split(ds.y, test_size, val_size, seed, ds.test_rows)
     scaler.fit(ds.X[idx["train"]])
     arrays: dict[str, np.ndarray] = {}
     for name in SPLITS:
@@ -73,15 +145,76 @@ def prepare(
         "sizes": {name: int(len(idx[name])) for name in SPLITS},
         "class_balance": {name: class_balance(ds.y[idx[name]], n_classes) for name in SPLITS},
         "scaler": type(scaler).__name__,
+        # "official": the dataset's own test set (MNIST's t10k files); else a stratified draw.
+        "test_split": "stratified" if ds.test_rows is None else "official",
         "seed": seed,
     }
     return arrays, summary
 
 
+def load_dataset(loader: Any) -> Dataset:
+    """Call ``data.loader._target_`` with the other ``data.loader`` keys, each checked first.
+
+    The loader is called directly rather than through ``hydra.utils.instantiate``,
+    which would wrap a loader's DataError in its own exception and message.
+    """
+    from hydra.utils import get_method
+    from omegaconf import DictConfig, OmegaConf
+
+    kwargs: dict[str, Any] = dict(loader) if not isinstance(loader, DictConfig) else {}
+    if isinstance(loader, DictConfig):
+        for key in map(str, loader):
+            if OmegaConf.is_missing(loader, key):
+                raise ConfigError(
+                    f"Config key 'data.loader.{key}' has no value and this dataset needs one: "
+                    f"set it, e.g. `python -m pipeline.prepare data.loader.{key}=...`."
+                )
+        kwargs = cast(dict[str, Any], OmegaConf.to_container(loader, resolve=True))
+    target = kwargs.pop("_target_", None)
+    if not target:
+        raise ConfigError("Config key 'data.loader._target_' is missing: name the loader function.")
+    try:
+        fn = get_method(str(target))
+    except Exception as err:  # Hydra raises ImportError or ValueError, depending on what failed
+        raise ConfigError(
+            f"Config key 'data.loader._target_' = {target!r} cannot be imported: {err}"
+        ) from err
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = [key for key in kwargs if key not in params]
+        if unknown:
+            accepted = ", ".join(params) or "no options"
+            raise ConfigError(
+                f"Config key 'data.loader.{unknown[0]}' is not an option of {target}; it accepts: {accepted}."
+            )
+    required = [
+        name
+        for name, p in params.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and name not in kwargs
+    ]
+    if required:
+        raise ConfigError(
+            f"Config key 'data.loader.{required[0]}' is required by {target}: "
+            f"set it, e.g. `python -m pipeline.prepare data.loader.{required[0]}=...`."
+        )
+    ds = fn(**kwargs)
+    if not isinstance(ds, Dataset):
+        raise ConfigError(f"data.loader._target_ {target} returned {type(ds).__name__}, not a Dataset.")
+    return ds
+
+
 def run(cfg: Config) -> dict[str, Any]:
-    ds: Dataset = instantiate(cfg.data.loader)
-    scaler = instantiate(cfg.data.scaler)
+    ds = load_dataset(cfg.data.loader)
+    try:
+        scaler = instantiate(cfg.data.scaler)
+    except InstantiationException as err:
+        raise ConfigError(f"Config key 'data.scaler' cannot be built: {err}") from err
     arrays, summary = prepare(ds, scaler, cfg.data.test_size, cfg.data.val_size, cfg.seed)
+    check_batch_size(summary["sizes"]["train"], cfg.train.batch_size)
+    if ds.test_rows is not None:
+        log.info("Test split: %s's own test set; data.test_size is not used", ds.name)
     io.write_npz(layout.data_file(cfg), **arrays)
     io.write_json(layout.summary_file(cfg), summary)
     log.info(

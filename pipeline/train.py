@@ -118,6 +118,7 @@ def run(cfg: Config) -> dict[str, Any]:
     from pytorch_lightning.loggers import MLFlowLogger
 
     arrays, summary = prepare.load(cfg)
+    prepare.check_batch_size(len(arrays["y_train"]), cfg.train.batch_size)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     net = build_net(cfg, summary["n_features"], summary["n_classes"])
     uri = tracking.prepare_uri(tracking.resolve_uri(cfg.tracking.uri), cfg.tracking.fallback_to_local)

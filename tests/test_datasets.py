@@ -1,0 +1,427 @@
+"""Dataset loaders: MNIST from IDX files the tests write in the real format, the breast
+cancer table, a user's CSV/Parquet, and each of them through the whole pipeline."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.preprocessing import StandardScaler
+
+from pipeline import datasets, prepare
+from pipeline.config import Config
+from pipeline.datasets import IMAGES_MAGIC, LABELS_MAGIC, MNIST_FILES, Dataset
+from pipeline.errors import ConfigError, DataError
+
+# ------------------------------------------------------------------------------------ IDX files
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    """``array`` (uint8) in the IDX format: big-endian magic, one int32 per dimension, the bytes."""
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def synthetic_mnist(n: int, seed: int = 0, side: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` images of ``side``x``side`` whose class shows as a bright band at a class-specific row."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(n, side, side)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row = 2 + int(label) * (side - 4) // 10
+        images[i, row : row + 2, 4:-4] = 230
+    return images, labels
+
+
+def write_mnist(folder: Path, n_train: int = 300, n_test: int = 100, gz: bool = True, side: int = 28) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    train, test = synthetic_mnist(n_train, 1, side), synthetic_mnist(n_test, 2, side)
+    contents = {
+        MNIST_FILES["train_images"]: idx_bytes(train[0], IMAGES_MAGIC),
+        MNIST_FILES["train_labels"]: idx_bytes(train[1], LABELS_MAGIC),
+        MNIST_FILES["test_images"]: idx_bytes(test[0], IMAGES_MAGIC),
+        MNIST_FILES["test_labels"]: idx_bytes(test[1], LABELS_MAGIC),
+    }
+    for name, data in contents.items():
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
+def test_mnist_reads_idx_files(tmp_path: Path, gz: bool) -> None:
+    folder = write_mnist(tmp_path / "mnist", 300, 100, gz=gz)
+    ds = datasets.load_mnist(str(folder))
+    images, labels = synthetic_mnist(300, 1)
+    assert ds.X.shape == (400, 784) and ds.X.dtype == np.float32
+    assert ds.image_shape == (28, 28)
+    assert np.array_equal(ds.X[:300].reshape(300, 28, 28), images.astype(np.float32))
+    assert np.array_equal(ds.y[:300], labels)
+    assert ds.class_names == [str(d) for d in range(10)]
+    assert ds.feature_names[0] == "pixel_0_0" and ds.feature_names[-1] == "pixel_27_27"
+    assert np.array_equal(ds.test_rows, np.arange(300, 400))  # type: ignore[arg-type]
+
+
+def test_mnist_mixed_plain_and_gz_and_options(tmp_path: Path) -> None:
+    folder = write_mnist(tmp_path, 300, 100, gz=True)
+    name = MNIST_FILES["test_labels"]
+    (folder / name).write_bytes(gzip.decompress((folder / f"{name}.gz").read_bytes()))
+    (folder / f"{name}.gz").unlink()
+    ds = datasets.load_mnist(str(folder), limit=200, official_split=False)
+    assert len(ds.y) == 200 and ds.test_rows is None
+    assert ds.y[150:].tolist() == synthetic_mnist(100, 2)[1][:50].tolist()  # 150 train + 50 test rows
+    fashion = datasets.load_mnist(str(folder), class_names=[f"c{i}" for i in range(10)])
+    assert fashion.class_names[3] == "c3"
+    with pytest.raises(DataError, match="class_names"):
+        datasets.load_mnist(str(folder), class_names=["a", "b"])
+
+
+def test_mnist_missing_files_say_which_and_where(tmp_path: Path) -> None:
+    folder = write_mnist(tmp_path / "m", 30, 10)
+    (folder / f"{MNIST_FILES['test_images']}.gz").unlink()
+    with pytest.raises(DataError) as err:
+        datasets.load_mnist(str(folder))
+    message = str(err.value)
+    assert "missing: t10k-images-idx3-ubyte." in message
+    assert str(folder.resolve()) in message and "data.loader.folder" in message
+    for name in MNIST_FILES.values():  # every expected file is named
+        assert name in message
+    assert "does not download" in message
+    with pytest.raises(DataError, match="missing"):
+        datasets.load_mnist(str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
+def test_mnist_truncated_file_is_named(tmp_path: Path, gz: bool) -> None:
+    folder = write_mnist(tmp_path, 30, 10, gz=False)
+    target = folder / MNIST_FILES["train_images"]
+    data = target.read_bytes()[:-100]
+    if gz:
+        target.unlink()
+        target = folder / f"{MNIST_FILES['train_images']}.gz"
+        target.write_bytes(gzip.compress(data))
+    else:
+        target.write_bytes(data)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*truncated"):
+        datasets.load_mnist(str(folder))
+
+
+def test_mnist_cut_gzip_stream_is_named(tmp_path: Path) -> None:
+    folder = write_mnist(tmp_path, 30, 10, gz=True)
+    target = folder / f"{MNIST_FILES['train_labels']}.gz"
+    target.write_bytes(target.read_bytes()[:20])
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz.*truncated or corrupt"):
+        datasets.load_mnist(str(folder))
+
+
+def test_mnist_bad_magic_is_named(tmp_path: Path) -> None:
+    folder = write_mnist(tmp_path, 30, 10, gz=False)
+    # Images where labels belong: the magic number says so.
+    target = folder / MNIST_FILES["test_labels"]
+    target.write_bytes((folder / MNIST_FILES["test_images"]).read_bytes())
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte' has magic number 2051, expected 2049"):
+        datasets.load_mnist(str(folder))
+
+
+def test_mnist_count_mismatch(tmp_path: Path) -> None:
+    folder = write_mnist(tmp_path, 30, 10, gz=False)
+    (folder / MNIST_FILES["train_labels"]).write_bytes(idx_bytes(np.zeros(29, np.uint8), LABELS_MAGIC))
+    with pytest.raises(DataError, match="30 images but 29 labels"):
+        datasets.load_mnist(str(folder))
+
+
+def test_read_idx_round_trip(tmp_path: Path) -> None:
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    (tmp_path / "a").write_bytes(idx_bytes(array, IMAGES_MAGIC))
+    assert np.array_equal(datasets.read_idx(tmp_path / "a", IMAGES_MAGIC), array)
+    (tmp_path / "b").write_bytes(idx_bytes(array, IMAGES_MAGIC) + b"x")
+    with pytest.raises(DataError, match="longer than its header"):
+        datasets.read_idx(tmp_path / "b", IMAGES_MAGIC)
+    (tmp_path / "c").write_bytes(b"\x00\x00")
+    with pytest.raises(DataError, match="too short"):
+        datasets.read_idx(tmp_path / "c", IMAGES_MAGIC)
+
+
+# -------------------------------------------------------------------------------- breast cancer
+
+
+def test_breast_cancer() -> None:
+    ds = datasets.load_breast_cancer()
+    assert ds.X.shape == (569, 30) and len(ds.feature_names) == 30
+    assert ds.feature_names[0] == "mean radius" and ds.feature_names[-1] == "worst fractal dimension"
+    assert ds.class_names == ["malignant", "benign"]
+    assert np.bincount(ds.y).tolist() == [212, 357]
+    assert ds.image_shape is None
+
+
+# ---------------------------------------------------------------------------------------- tables
+
+
+def table(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    species = np.array(["setosa", "virginica", "versicolor"])[np.arange(n) % 3]
+    return pd.DataFrame(
+        {
+            "length": rng.normal(size=n) + (np.arange(n) % 3),
+            "width": rng.normal(size=n),
+            "colour": np.array(["red", "green"])[np.arange(n) % 2],
+            "flag": np.arange(n) % 5 == 0,
+            "species": species,
+        }
+    )
+
+
+def write(frame: pd.DataFrame, path: Path) -> str:
+    if path.suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_table_encodes_categoricals_and_keeps_names(tmp_path: Path, suffix: str) -> None:
+    frame = table()
+    ds = datasets.load_table(write(frame, tmp_path / f"flowers{suffix}"), target="species")
+    assert ds.name == "flowers"
+    assert ds.feature_names == ["length", "width", "colour=green", "colour=red", "flag"]
+    assert ds.class_names == ["setosa", "versicolor", "virginica"]  # sorted distinct values
+    assert ds.X.shape == (120, 5) and ds.X.dtype == np.float32
+    assert np.allclose(ds.X[:, 0], frame["length"], atol=1e-6)
+    assert ds.X[:, 3].tolist() == (frame["colour"] == "red").astype(float).tolist()
+    assert ds.X[:, 4].tolist() == frame["flag"].astype(float).tolist()
+    assert [ds.class_names[k] for k in ds.y[:3]] == ["setosa", "virginica", "versicolor"]
+
+
+def test_table_feature_subset_and_integer_classes(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": np.arange(40.0), "b": np.ones(40), "label": np.arange(40) % 2 * 8 + 2})
+    ds = datasets.load_table(write(frame, tmp_path / "t.csv"), target="label", features=["a"], name="mine")
+    assert ds.name == "mine" and ds.feature_names == ["a"]
+    assert ds.class_names == ["2", "10"]  # numeric order, not "10" < "2"
+    assert ds.y.tolist()[:2] == [0, 1]
+
+
+def test_missing_value_policies(tmp_path: Path) -> None:
+    frame = table(30)
+    frame.loc[[1, 4], "length"] = np.nan
+    frame.loc[7, "colour"] = None
+    path = write(frame, tmp_path / "holes.csv")
+    with pytest.raises(DataError, match=r"'length' \(2 rows\), 'colour' \(1 rows\).*missing=drop"):
+        datasets.load_table(path, target="species")
+    dropped = datasets.load_table(path, target="species", missing="drop")
+    assert len(dropped.y) == 27 and np.isfinite(dropped.X).all()
+    filled = datasets.load_table(path, target="species", missing="mean")
+    assert len(filled.y) == 30
+    assert filled.X[1, 0] == pytest.approx(np.nanmean(frame["length"]), abs=1e-5)
+    assert "colour=<missing>" in filled.feature_names
+    with pytest.raises(DataError, match="missing-value policy"):
+        datasets.load_table(path, target="species", missing="zero")
+
+
+def test_empty_target_cells(tmp_path: Path) -> None:
+    frame = table(30)
+    frame.loc[3, "species"] = None
+    path = write(frame, tmp_path / "t.csv")
+    with pytest.raises(DataError, match="'species'.*empty in 1 rows"):
+        datasets.load_table(path, target="species", missing="mean")
+    assert len(datasets.load_table(path, target="species", missing="drop").y) == 29
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "pattern"),
+    [
+        (lambda f: f.assign(species="a"), {}, r"'species'.*single value \('a'\)"),
+        (lambda f: f.assign(species=np.linspace(0, 1, len(f))), {}, r"'species'.*real numbers"),
+        (lambda f: f, {"target": "kind"}, r"data\.loader\.target='kind'.*columns are: length, width"),
+        (lambda f: f, {"features": ["length", "size"]}, r"'size'.*not in"),
+        (lambda f: f, {"features": ["length", "species"]}, r"both data\.loader\.target"),
+        (lambda f: f.assign(colour=[f"id{i}" for i in range(len(f))]), {}, r"'colour'.*120 distinct.*20"),
+        (lambda f: f.assign(width=np.inf), {}, r"'width'.*120 infinite"),
+        (lambda f: f.assign(when=pd.Timestamp("2024-01-01")), {}, "date"),
+        (lambda f: f[["species"]], {}, "no feature columns"),
+    ],
+    ids=[
+        "constant-target",
+        "continuous-target",
+        "unknown-target",
+        "unknown-feature",
+        "target-as-feature",
+        "too-many-categories",
+        "infinite",
+        "datetime",
+        "no-features",
+    ],
+)
+def test_table_column_errors(
+    tmp_path: Path, change: Callable[[pd.DataFrame], pd.DataFrame], kwargs: dict[str, Any], pattern: str
+) -> None:
+    # Parquet keeps dtypes (datetimes, inf) exactly as written.
+    path = write(change(table()), tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=pattern):
+        datasets.load_table(path, **{"target": "species", **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("content", "pattern"),
+    [
+        (None, "does not exist"),
+        (b"", r"is empty \(0 bytes\)"),
+        (b"\n\n", "is empty"),
+        (b"a,b,species\n", "header but no data rows"),
+        (b"a,species\n1,x\n2,y,3,4\n", "not a readable CSV file.*Expected 2 fields"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\xfa" * 10, "is a binary file"),
+        (b"a,species\n\xff\xfe,x\n", "not a UTF-8 text CSV"),
+    ],
+    ids=["missing", "empty", "blank-lines", "header-only", "ragged", "binary", "latin-1"],
+)
+def test_table_file_errors(tmp_path: Path, content: bytes | None, pattern: str) -> None:
+    path = tmp_path / "t.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match=pattern):
+        datasets.load_table(str(path), target="species")
+
+
+def test_table_directory_and_bad_parquet(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(DataError, match="is a directory"):
+        datasets.load_table(str(tmp_path / "d.csv"), target="y")
+    (tmp_path / "t.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="'.*t.parquet' is not a readable Parquet file"):
+        datasets.load_table(str(tmp_path / "t.parquet"), target="y")
+
+
+# --------------------------------------------------------------------------- prepare's checks
+
+
+def test_loader_options_are_checked_naming_the_key() -> None:
+    from omegaconf import OmegaConf
+
+    def loader(**kw: Any) -> Any:
+        return OmegaConf.create({"_target_": "pipeline.datasets.load_table", **kw})
+
+    with pytest.raises(ConfigError, match=r"'data\.loader\.colour' is not an option.*accepts: path, target"):
+        prepare.load_dataset(loader(path="x", target="y", colour="red"))
+    with pytest.raises(ConfigError, match=r"'data\.loader\.target' is required"):
+        prepare.load_dataset(loader(path="x"))
+    with pytest.raises(ConfigError, match=r"'data\.loader\.path' has no value"):
+        prepare.load_dataset(loader(path="???", target="y"))
+    with pytest.raises(ConfigError, match=r"'data\.loader\._target_' = 'pipeline\.nope'"):
+        prepare.load_dataset(OmegaConf.create({"_target_": "pipeline.nope"}))
+
+
+def test_non_finite_features_are_named() -> None:
+    X = np.ones((60, 3), np.float32)
+    X[5, 1] = np.nan
+    ds = Dataset("toy", X, np.arange(60) % 2, ["a", "b", "c"], ["0", "1"])
+    with pytest.raises(DataError, match=r"1 NaN or infinite.*'b'.*row 5"):
+        prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+
+
+@pytest.mark.parametrize(
+    ("y", "pattern"),
+    [
+        (np.arange(12) % 4, r"test split would get 2 rows for 4 classes.*raise data\.test_size"),
+        (np.r_[np.zeros(40, int), 1, 1], r"'1' \(2 rows\).*fewer than 3 rows"),
+        (np.r_[np.zeros(400, int), np.arange(1, 31)], r"'5' \(1 row\) and 25 more of the 31 classes"),
+    ],
+)
+def test_too_small_to_split_names_the_keys(y: np.ndarray, pattern: str) -> None:
+    ds = Dataset("toy", np.ones((len(y), 2), np.float32), y, ["a", "b"], [str(c) for c in range(y.max() + 1)])
+    with pytest.raises(DataError, match=pattern):
+        prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+
+
+def test_official_test_split_is_kept(tmp_path: Path) -> None:
+    ds = datasets.load_mnist(str(write_mnist(tmp_path, 300, 100)))
+    arrays, summary = prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+    assert summary["sizes"] == {"train": 260, "val": 40, "test": 100}
+    assert summary["test_split"] == "official" and summary["image_shape"] == [28, 28]
+    assert np.array_equal(arrays["X_test_raw"], ds.X[300:])  # the t10k rows, in order
+
+
+def test_batch_size_above_train_split() -> None:
+    with pytest.raises(ConfigError, match=r"train split has 30 rows.*train\.batch_size=64"):
+        prepare.check_batch_size(30, 64)
+    prepare.check_batch_size(64, 64)
+
+
+# ------------------------------------------------------------------ each dataset, end to end
+
+
+def run_pipeline(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Run the five stages; record the feature names the explain stage draws its bars with."""
+    from pipeline import evaluate, explain, report, train
+    from pipeline.plots import attribution
+
+    drawn: dict[str, Any] = {}
+    original = attribution.feature_importance_bars
+
+    def spy(importance: np.ndarray, feature_names: Any, *args: Any, **kwargs: Any) -> Any:
+        drawn["feature_names"] = list(feature_names)
+        return original(importance, feature_names, *args, **kwargs)
+
+    monkeypatch.setattr(attribution, "feature_importance_bars", spy)
+    summary = prepare.run(cfg)
+    train.run(cfg)
+    metrics = evaluate.run(cfg)
+    explain.run(cfg)
+    report.run(cfg)
+    return {
+        "summary": summary,
+        "evaluate": metrics,
+        "drawn": drawn,
+        "html": Path(cfg.paths.report).read_text(),
+    }
+
+
+@pytest.mark.slow
+def test_breast_cancer_end_to_end(make_cfg: Callable[..., Config], monkeypatch: pytest.MonkeyPatch) -> None:
+    out = run_pipeline(make_cfg("data=breast_cancer", "trainer.max_epochs=5"), monkeypatch)
+    names = datasets.load_breast_cancer().feature_names
+    assert out["summary"]["feature_names"] == names
+    assert out["summary"]["class_names"] == ["malignant", "benign"]
+    assert out["drawn"]["feature_names"] == names  # the importance bars are labelled by name
+    assert out["evaluate"]["metrics"]["accuracy"] > 0.85
+    assert "breast_cancer" in out["html"]
+
+
+@pytest.mark.slow
+def test_csv_end_to_end(
+    make_cfg: Callable[..., Config], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    frame = table(300)
+    frame.loc[5, "width"] = np.nan
+    path = write(frame, tmp_path / "flowers.csv")
+    cfg = make_cfg(
+        "data=csv", f"data.loader.path={path}", "data.loader.target=species", "data.loader.missing=mean"
+    )
+    out = run_pipeline(cfg, monkeypatch)
+    names = ["length", "width", "colour=green", "colour=red", "flag"]
+    assert out["summary"]["feature_names"] == names
+    assert out["summary"]["class_names"] == ["setosa", "versicolor", "virginica"]
+    assert out["summary"]["n_samples"] == 300
+    assert out["drawn"]["feature_names"] == names
+    assert "flowers" in out["html"]
+
+
+@pytest.mark.slow
+def test_mnist_end_to_end(
+    make_cfg: Callable[..., Config], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = write_mnist(tmp_path / "idx", 500, 120)
+    cfg = make_cfg(
+        "data=mnist", f"data.loader.folder={folder}", "explain.n_samples=12", "explain.n_background=10"
+    )
+    out = run_pipeline(cfg, monkeypatch)
+    assert out["summary"]["image_shape"] == [28, 28]
+    assert out["summary"]["sizes"]["test"] == 120
+    assert out["evaluate"]["metrics"]["accuracy"] > 0.5  # the class bands are easy to see
