@@ -111,6 +111,24 @@ class Classifier(pl.LightningModule):
         return self.optimizer_factory(self.parameters())
 
 
+def safe_checkpoint(**kwargs: Any) -> pl.Callback:
+    """Lightning's ModelCheckpoint whose saves cannot be cut short by SIGTERM/SIGINT.
+
+    A stop signal arriving while a checkpoint is written waits until the file is complete
+    (pipeline.io.uninterrupted), so `train.resume=true` never meets a half-written checkpoint.
+    """
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from pipeline import io
+
+    class _SafeCheckpoint(ModelCheckpoint):
+        def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+            with io.uninterrupted():
+                super()._save_checkpoint(trainer, filepath)
+
+    return _SafeCheckpoint(**kwargs)
+
+
 class EpochSeed(pl.Callback):
     """Seeds each epoch from (seed, epoch): the batch order and the dropout masks of epoch k are
     the same whether the run went straight through or was resumed from a checkpoint."""

@@ -8,10 +8,12 @@ explain and report attach to that run by id.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,8 +112,35 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise first contact with a local SQLite store across processes.
+
+    Two stages starting at once on a new database (e.g. `dvc queue start -j 2`) would
+    both run MLflow's table migrations and one fails; a file lock makes the second wait.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    folder = Path(uri[len("sqlite:///") :]).parent / "mlruns"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".glassnet.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """Return the id of experiment ``name``, creating it (artifacts beside the DB) if needed."""
+    with _store_lock(uri):
+        return _ensure_experiment(uri, name)
+
+
+def _ensure_experiment(uri: str, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
     mlf = client(uri)

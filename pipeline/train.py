@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from pipeline import io, layout, model, prepare, tracking
 from pipeline.config import Config, as_dict, to_yaml
 from pipeline.errors import TrainingError
-from pipeline.lit import Classifier, EpochSeed, History, WeightHistory, batches
+from pipeline.lit import Classifier, EpochSeed, History, WeightHistory, batches, safe_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def resume_point(cfg: Config, partial: Path) -> tuple[Path | None, str | None]:
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import EarlyStopping
     from pytorch_lightning.loggers import MLFlowLogger
 
     arrays, summary = prepare.load(cfg)
@@ -140,7 +140,7 @@ def run(cfg: Config) -> dict[str, Any]:
         run_id=resumed_run,
     )
     history = History()
-    checkpoint = ModelCheckpoint(
+    checkpoint = safe_checkpoint(
         dirpath=partial, filename="best", monitor="val_loss", mode="min", save_last=True
     )
     weight_history = WeightHistory()

@@ -358,8 +358,8 @@ def test_batch_size_above_train_split() -> None:
 
 
 def run_pipeline(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Run the five stages; record the feature names the explain stage draws its bars with."""
-    from pipeline import evaluate, explain, report, train
+    """Run every stage; record the feature names the explain stage draws its bars with."""
+    from pipeline import evaluate, explain, report, train, visualize
     from pipeline.plots import attribution
 
     drawn: dict[str, Any] = {}
@@ -374,6 +374,7 @@ def run_pipeline(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     train.run(cfg)
     metrics = evaluate.run(cfg)
     explain.run(cfg)
+    visualize.run(cfg)
     report.run(cfg)
     return {
         "summary": summary,

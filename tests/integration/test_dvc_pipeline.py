@@ -178,7 +178,7 @@ def test_queued_experiments_log_to_the_workspace_store(repo: Path) -> None:
     import time
 
     sh("dvc", "exp", "run", "--queue", "-S", "model.hidden_sizes=[24],[40]", cwd=repo)
-    sh("dvc", "queue", "start", "-j", "1", cwd=repo)
+    sh("dvc", "queue", "start", "-j", "2", cwd=repo)  # two at once against one SQLite store
     deadline = time.time() + 480
     while True:
         status = sh("dvc", "queue", "status", cwd=repo)

@@ -143,3 +143,30 @@ def test_unreachable_server_can_fall_back_to_the_local_store(trained: Path) -> N
     )
     assert "logging to sqlite:///" in out
     assert len(statuses(trained)) == n_before + 1
+
+
+def test_a_full_disk_gives_a_clear_error_and_keeps_earlier_outputs(trained: Path) -> None:
+    import resource
+
+    before = snapshot(trained / "artifacts")
+
+    def small_disk() -> None:
+        # Files may not grow past 20 kB: writes fail with EFBIG, as they would with ENOSPC.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.prepare"],
+        cwd=trained,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=small_disk,
+    )
+    text = result.stdout + result.stderr
+    assert result.returncode == 2, text
+    assert "Cannot read or write" in text and "data.npz" in text and "Traceback" not in text
+    assert snapshot(trained / "artifacts") == before
+    assert not list((trained / "artifacts").rglob("*.tmp"))
