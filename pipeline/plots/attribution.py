@@ -160,6 +160,9 @@ def waterfalls(
                 ha="left" if width >= 0 else "right",
                 fontsize=7,
             )
+        ends = np.concatenate([start, start + np.asarray(steps)])
+        span = float(ends.max() - ends.min()) or 1.0
+        ax.set_xlim(ends.min() - 0.22 * span, ends.max() + 0.22 * span)  # room for the value labels
         ax.axvline(base[i], color="#777777", lw=0.8, ls="--")
         ax.axvline(base[i] + sum(steps), color="#222222", lw=0.8)
         ax.set_yticks(y, labels, fontsize=7)
