@@ -399,9 +399,17 @@ def split_examples(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> dict[str, 
 # --- stage -------------------------------------------------------------------------------------
 
 
+def extra_mistakes(y_true: np.ndarray, y_pred: np.ndarray, explained: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` misclassified test rows outside ``explained`` (all arrays over the whole test split):
+    explained as well when the sample holds too few mistakes to show."""
+    wrong = np.flatnonzero(y_true != y_pred)
+    return np.setdiff1d(wrong, explained)[: max(n, 0)].astype(int)
+
+
 def draw(
-    cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], raw: np.ndarray, folder: Path
+    cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], raw_test: np.ndarray, folder: Path
 ) -> list[Path]:
+    """The stage's figures; ``raw_test`` is the whole unscaled test split (``rows`` index it)."""
     import matplotlib.pyplot as plt
 
     from pipeline.plots import attribution as figs
@@ -410,32 +418,37 @@ def draw(
     classes = summary["class_names"]
     features = summary["feature_names"]
     y_true, y_pred, values = result["y_true"], result["y_pred"], result["values"]
+    raw = raw_test[result["rows"]]
     figures = {}
     if summary["image_shape"]:
         shape = summary["image_shape"]
         figures["class_importance"] = figs.class_importance_maps(result["importance"], shape, classes)
-        for group, picks in split_examples(y_true, y_pred, cfg.explain.n_examples).items():
-            if len(picks):
-                pred = y_pred[picks]
-                titles = [
-                    f"true {classes[t]} / pred {classes[p]}" for t, p in zip(y_true[picks], pred, strict=True)
-                ]
+        groups = split_examples(y_true, y_pred, cfg.explain.n_examples)
+        for group, picks in groups.items():
+            images, group_values, truth, pred = raw[picks], values[picks], y_true[picks], y_pred[picks]
+            if group == "wrong":  # topped up with mistakes outside the sample, explained for this figure
+                images = np.concatenate([images, raw_test[result["extra_rows"]]])
+                group_values = np.concatenate([group_values, result["extra_values"]])
+                truth = np.concatenate([truth, result["extra_y_true"]])
+                pred = np.concatenate([pred, result["extra_y_pred"]])
+            if len(images):
+                titles = [f"true {classes[t]} / pred {classes[p]}" for t, p in zip(truth, pred, strict=True)]
                 figures[f"examples_{group}"] = figs.example_maps(
-                    raw[picks], predicted_class_values(values[picks], pred), shape, titles
+                    images, predicted_class_values(group_values, pred), shape, titles
                 )
     else:
         figures["beeswarm"] = figs.beeswarm(values, raw, features, classes)
-        picks = pick_examples(y_true, y_pred, cfg.explain.n_examples)
-        if len(picks):
-            pred = y_pred[picks]
+        chosen = pick_examples(y_true, y_pred, cfg.explain.n_examples)
+        if len(chosen):
+            pred = y_pred[chosen]
             figures["waterfall"] = figs.waterfalls(
-                predicted_class_values(values[picks], pred),
-                result["base"][picks, pred],
-                raw[picks],
+                predicted_class_values(values[chosen], pred),
+                result["base"][chosen, pred],
+                raw[chosen],
                 features,
                 [
                     f"sample {result['rows'][i]}: true {classes[y_true[i]]} / pred {classes[y_pred[i]]}"
-                    for i in picks
+                    for i in chosen
                 ],
             )
     figures["feature_importance"] = figs.feature_importance_bars(result["importance"], features, classes)
@@ -525,6 +538,16 @@ def run(cfg: Config) -> dict[str, Any]:
     error = additivity_error(values, base, outputs)
     y_true, y_pred = arrays["y_test"][rows], outputs.argmax(axis=1)
     trust, trust_arrays = trust_metrics(net, cfg, X, y_true, values, y_pred, background)
+    extra = np.zeros(0, dtype=int)
+    if summary["image_shape"]:
+        test_pred = logits_fn(net)(arrays["X_test"]).argmax(axis=1)
+        need = cfg.explain.n_examples - int((y_true != y_pred).sum())
+        extra = extra_mistakes(arrays["y_test"], test_pred, rows, need)
+    extra_values = (
+        EXPLAINERS[name](net, background, arrays["X_test"][extra], **options)[0]
+        if len(extra)
+        else np.zeros((0, *values.shape[1:]))
+    )
     result = {
         "rows": rows,
         "values": values,
@@ -534,6 +557,11 @@ def run(cfg: Config) -> dict[str, Any]:
         "y_true": y_true,
         "y_pred": y_pred,
         **trust_arrays,
+        # misclassified test rows outside the sample, explained only to be drawn
+        "extra_rows": extra,
+        "extra_values": extra_values,
+        "extra_y_true": arrays["y_test"][extra],
+        "extra_y_pred": logits_fn(net)(arrays["X_test"][extra]).argmax(axis=1) if len(extra) else extra,
     }
     metrics = {
         "additivity_max_error": float(error.max()),
@@ -543,7 +571,12 @@ def run(cfg: Config) -> dict[str, Any]:
         "n_samples": int(len(rows)),
         "n_background": int(len(background)),
     }
-    figures = draw(cfg, summary, result, arrays["X_test_raw"][rows], layout.figure_dir(cfg.paths.explain))
+    folder = layout.figure_dir(cfg.paths.explain)
+    # Which figures exist depends on the data (images or table, any mistakes): drop the previous
+    # run's, so the report never shows a stale one.
+    for stale in folder.glob("*.png"):
+        stale.unlink()
+    figures = draw(cfg, summary, result, arrays["X_test_raw"], folder)
     io.write_npz(layout.shap_file(cfg), **result)
     io.write_json(cfg.paths.explain_metrics, metrics)
     tracking.log_metrics(run_info, {f"shap_{k}": v for k, v in metrics.items() if np.isfinite(v)})

@@ -98,6 +98,16 @@ def test_faithfulness_with_seeded_random_orders() -> None:
     assert again["area"] == out["area"]  # seeded
 
 
+def test_split_examples_and_extra_mistakes() -> None:
+    y_true, y_pred = np.array([0, 1, 2, 3, 4]), np.array([1, 1, 0, 3, 0])
+    groups = explain.split_examples(y_true, y_pred, 2)
+    assert groups["correct"].tolist() == [1, 3] and groups["wrong"].tolist() == [0, 2]
+    # Mistakes of the whole test split (rows 0, 2, 4) not already explained (rows 0, 1): 2 then 4.
+    assert explain.extra_mistakes(y_true, y_pred, np.array([0, 1]), 5).tolist() == [2, 4]
+    assert explain.extra_mistakes(y_true, y_pred, np.array([0, 1]), 1).tolist() == [2]
+    assert explain.extra_mistakes(y_true, y_pred, np.array([0, 1]), -3).tolist() == []
+
+
 def test_rank_agreement_known_answers() -> None:
     a = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [0.1, 0.3, 0.2, 0.4], [1.0, 1.0, 1.0, 1.0]])
     b = np.array([[10.0, 20.0, 30.0, 40.0], [4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
@@ -303,6 +313,7 @@ def test_run_records_additivity_and_trust(small_run) -> None:  # type: ignore[no
     assert {
         "class_importance",
         "examples_correct",
+        "examples_wrong",
         "faithfulness",
         "ig_agreement",
         "feature_importance",
@@ -323,7 +334,7 @@ def test_report_explains_how_far_to_trust(small_run) -> None:  # type: ignore[no
     cfg, _ = small_run
     html = Path(cfg.paths.report).read_text()
     assert "How far to trust this explanation" in html and "Verdict:" in html
-    for fig in ("faithfulness", "ig_agreement", "examples_correct"):
+    for fig in ("faithfulness", "ig_agreement", "examples_correct", "examples_wrong"):
         assert f'id="fig-{fig}"' in html
         assert report.FIGURE_TEXT[fig][1][:40] in html.replace("&#39;", "'")
 
@@ -394,6 +405,8 @@ def _tabular_run(make_cfg, explainer: str, *options: str):  # type: ignore[no-un
 @pytest.mark.parametrize("explainer", ["deep", "kernel"])
 def test_tabular_run_draws_beeswarm_waterfall_and_bar(make_cfg, explainer: str) -> None:  # type: ignore[no-untyped-def]
     cfg = _tabular_run(make_cfg, explainer)
+    stale = layout.figure_dir(cfg.paths.explain) / "examples_wrong.png"  # from an earlier image run
+    io.write_bytes(stale, b"old")
     metrics = explain.run(cfg)
     assert metrics["additivity_max_error"] < 1e-4
     # Income and debt decide the label: removing them first hurts far more than random removal.
