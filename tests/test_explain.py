@@ -435,3 +435,17 @@ def test_unknown_option_stops_the_stage_before_any_work(small_run) -> None:  # t
     bad.explain.options.nsamples = 10  # deep takes no options
     with pytest.raises(ConfigError, match=r"explain.options.nsamples.*deep"):
         explain.run(bad)  # type: ignore[arg-type]
+
+
+def test_tabular_figures_reach_the_report_with_captions(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    cfg = _tabular_run(make_cfg, "permutation", "explain.options.max_evals=20")
+    explain.run(cfg)
+    embedded = report.figures_in(layout.figure_dir(cfg.paths.explain), report.EXPLANATION_FIGURES)
+    assert [f.id for f in embedded] == [
+        "beeswarm",
+        "feature_importance",
+        "waterfall",
+        "faithfulness",
+        "ig_agreement",
+    ]
+    assert all(len(f.caption) > 200 and f.alt for f in embedded)
