@@ -20,6 +20,10 @@ from pipeline.errors import ConfigError
 
 class Explainer(str, enum.Enum):
     deep = "deep"
+    gradient = "gradient"
+    permutation = "permutation"
+    partition = "partition"  # type: ignore[assignment]  # shadows str.partition; the name is the option
+    kernel = "kernel"
 
 
 class Objective(str, enum.Enum):
@@ -92,11 +96,24 @@ class EvaluateConfig:
 
 
 @dataclass
+class TrustConfig:
+    """How the explanation's trustworthiness is measured (see pipeline/explain.py)."""
+
+    removal_steps: int = 10
+    random_orders: int = 5
+    ig_steps: int = 50
+
+
+@dataclass
 class ExplainConfig:
     explainer: Explainer = Explainer.deep
+    # Keyword options of the chosen explainer (e.g. nsamples, max_evals); the explain
+    # stage checks the names against that explainer, naming any it does not take.
+    options: dict[str, Any] = field(default_factory=dict)
     n_samples: int = 200
     n_background: int = 100
     n_examples: int = 6
+    trust: TrustConfig = field(default_factory=TrustConfig)
 
 
 @dataclass
@@ -190,6 +207,9 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("explain.n_samples", lambda v: v >= 1, "at least 1"),
     ("explain.n_background", lambda v: v >= 1, "at least 1"),
     ("explain.n_examples", lambda v: v >= 0, "non-negative"),
+    ("explain.trust.removal_steps", lambda v: v >= 1, "at least 1"),
+    ("explain.trust.random_orders", lambda v: v >= 1, "at least 1"),
+    ("explain.trust.ig_steps", lambda v: v >= 2, "at least 2"),
     ("report.dpi", lambda v: 20 <= v <= 600, "between 20 and 600"),
     ("compare.max_runs", lambda v: v >= 1, "at least 1"),
     ("visualize.n_units", lambda v: v >= 1, "at least 1"),

@@ -1,15 +1,28 @@
-"""Stage 4: explain the trained model's test predictions with SHAP.
+"""Stage 4: explain the trained model's test predictions with SHAP, and measure how far to trust it.
 
-    python -m pipeline.explain explain.n_samples=100
+    python -m pipeline.explain                          # DeepExplainer (conf/explain/deep.yaml)
+    python -m pipeline.explain explain=kernel explain.options.nsamples=1000
 
-DeepExplainer attributions for ``explain.n_samples`` test rows against a
-background of ``explain.n_background`` train rows; the additivity error
-(attributions + base value vs the model's output) is measured and recorded.
+Attributions of the network's logits for ``explain.n_samples`` test rows against
+a background of ``explain.n_background`` train rows, from the explainer named by
+``explain.explainer`` (one function per name in ``EXPLAINERS``). Every explainer
+returns the same (n, features, classes) array plus base values, so the checks
+below apply to each:
+
+- additivity: attributions + base value vs the model's output;
+- faithfulness: accuracy as each sample's most important features (by |SHAP| for
+  the predicted class) are replaced by the background mean, against the same
+  removal in random order; the area between the two curves is one number;
+- agreement with a second method, Captum's Integrated Gradients: per-sample
+  Spearman rank correlation of the two attributions for the predicted class.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +35,350 @@ from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+Predict = Callable[[np.ndarray], np.ndarray]
+# (net, background (m, F), X (n, F), **options) -> (values (n, F, C), base (n, C))
+ExplainFn = Callable[..., tuple[np.ndarray, np.ndarray]]
+
 
 def sample_rows(n_rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` distinct row indices in increasing order."""
     return np.sort(rng.choice(n_rows, size=n, replace=False))
 
 
-def deep_shap(net: torch.nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """SHAP values (n, features, classes) of the logits and the base value per class."""
-    import shap
+def logits_fn(net: torch.nn.Module, batch_size: int = 8192) -> Predict:
+    """The network as a numpy function (m, F) -> float64 logits (m, C), for model-agnostic
+    explainers and the removal curves; batched, without autograd."""
+    net.eval()
 
+    def predict(X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        with torch.inference_mode():
+            parts = [net(torch.from_numpy(X[i : i + batch_size])) for i in range(0, len(X), batch_size)]
+        return torch.cat(parts).double().numpy() if parts else np.zeros((0, 0))
+
+    return predict
+
+
+def _per_sample(base: np.ndarray, n: int) -> np.ndarray:
+    """Base values as (n, classes) whatever shape the explainer gave them."""
+    base = np.atleast_2d(np.asarray(base, dtype=np.float64))  # (classes,) -> (1, classes)
+    return np.broadcast_to(base, (n, base.shape[-1])).copy()
+
+
+def _as_nfc(raw: Any) -> np.ndarray:
+    """(n, features, classes) float64: shap >= 0.45 returns one array, older releases a list per class."""
+    return (np.stack(raw, axis=-1) if isinstance(raw, list) else np.asarray(raw)).astype(np.float64)
+
+
+def _require_torch(net: Any, name: str) -> None:
+    if not isinstance(net, torch.nn.Module):
+        raise ConfigError(
+            f"explain.explainer={name} needs a PyTorch model (it backpropagates through it); got "
+            f"{type(net).__name__}. Use a model-agnostic explainer: explain=permutation or explain=kernel."
+        )
+
+
+# --- explainers: EXPLAINERS maps each `explain.explainer` name to one of these ----------------
+
+
+def deep_shap(net: torch.nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeepExplainer (DeepLIFT with a background distribution): exact additivity by construction."""
+    import shap
+    from shap.explainers._deep.deep_pytorch import op_handler
+
+    _require_torch(net, "deep")
+    # shap treats a layer it does not know as pass-through (only a warning), which silently breaks
+    # the attributions; refuse instead.
+    unknown = sorted(
+        {type(m).__name__ for m in net.modules() if not list(m.children())} - set(op_handler) - {"MLP"}
+    )
+    if unknown:
+        raise ConfigError(
+            f"explain.explainer=deep cannot propagate through layer(s) {', '.join(unknown)}; "
+            "use explain=gradient (any differentiable model) or explain=permutation."
+        )
     net.eval()
     explainer = shap.DeepExplainer(net, torch.from_numpy(background))
-    raw = explainer.shap_values(torch.from_numpy(X), check_additivity=False)
-    # shap >= 0.45 returns one (n, features, classes) array; older releases a list per class.
-    values = np.stack(raw, axis=-1) if isinstance(raw, list) else np.asarray(raw)
-    return values.astype(np.float64), np.asarray(explainer.expected_value, dtype=np.float64).reshape(-1)
+    values = _as_nfc(explainer.shap_values(torch.from_numpy(X), check_additivity=False))
+    return values, _per_sample(np.asarray(explainer.expected_value), len(X))
+
+
+def gradient_shap(
+    net: torch.nn.Module,
+    background: np.ndarray,
+    X: np.ndarray,
+    *,
+    nsamples: int = 200,
+    batch_size: int = 50,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """GradientExplainer (expected gradients): additive only in expectation, so its additivity
+    error shrinks with ``nsamples`` but is never zero. Base value: the mean background logit."""
+    import shap
+
+    _require_torch(net, "gradient")
+    net.eval()
+    explainer = shap.GradientExplainer(net, torch.from_numpy(background), batch_size=batch_size)
+    values = _as_nfc(explainer.shap_values(torch.from_numpy(X), nsamples=nsamples, rseed=seed))
+    base = logits_fn(net)(background).mean(axis=0)
+    return values, _per_sample(base, len(X))
+
+
+def _explanation(result: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return _as_nfc(result.values), _per_sample(np.asarray(result.base_values), n)
+
+
+def permutation_shap(
+    net: torch.nn.Module,
+    background: np.ndarray,
+    X: np.ndarray,
+    *,
+    max_evals: int = 500,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """PermutationExplainer: model-agnostic, exactly additive (it walks whole permutations)."""
+    import shap
+
+    needed = 2 * X.shape[1] + 1
+    if max_evals < needed:
+        raise ConfigError(
+            f"explain.options.max_evals={max_evals} is too small for the permutation explainer on "
+            f"{X.shape[1]} features: it needs at least 2 x features + 1 = {needed}; "
+            f"set explain.options.max_evals={needed} or more."
+        )
+    explainer = shap.PermutationExplainer(logits_fn(net), shap.maskers.Independent(background), seed=seed)
+    return _explanation(explainer(X, max_evals=max_evals, silent=True), len(X))
+
+
+def partition_shap(
+    net: torch.nn.Module,
+    background: np.ndarray,
+    X: np.ndarray,
+    *,
+    max_evals: int = 500,
+    clustering: str = "correlation",
+) -> tuple[np.ndarray, np.ndarray]:
+    """PartitionExplainer (Owen values over a feature hierarchy): model-agnostic, exactly additive.
+
+    The hierarchy is a tabular clustering of the features (``shap.maskers.Partition``) for images too:
+    shap's image masker needs OpenCV, which glassnet does not depend on.
+    """
+    import shap
+
+    if background.std(axis=0).max() == 0:
+        raise ConfigError(
+            "explain.explainer=partition clusters features by their correlation over the background, "
+            "but every background feature is constant; raise explain.n_background or use "
+            "explain=permutation."
+        )
+    masker = shap.maskers.Partition(background, clustering=clustering)
+    explainer = shap.PartitionExplainer(logits_fn(net), masker)
+    return _explanation(explainer(X, max_evals=max_evals, silent=True), len(X))
+
+
+def kernel_shap(
+    net: torch.nn.Module,
+    background: np.ndarray,
+    X: np.ndarray,
+    *,
+    nsamples: int = 500,
+    max_features: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """KernelExplainer (weighted linear regression over coalitions): model-agnostic and additive by
+    its constraint, but each sample costs nsamples x background model calls plus a regression."""
+    import shap
+
+    n_features = X.shape[1]
+    if n_features > max_features:
+        raise ConfigError(
+            f"explain.explainer=kernel on {n_features} features is impractically slow (and its "
+            f"{nsamples} coalitions would cover them thinly); it is capped at explain.options."
+            f"max_features={max_features}. Use explain=permutation (or explain=deep), or lower "
+            "explain.n_samples and raise explain.options.max_features if you accept the cost."
+        )
+    explainer = shap.KernelExplainer(logits_fn(net), background)
+    # l1_reg=False: keep every feature (the default's feature selection costs a LARS fit per class).
+    values = _as_nfc(explainer.shap_values(X, nsamples=nsamples, l1_reg=False, silent=True))
+    return values, _per_sample(np.asarray(explainer.expected_value), len(X))
+
+
+EXPLAINERS: dict[str, ExplainFn] = {
+    "deep": deep_shap,
+    "gradient": gradient_shap,
+    "permutation": permutation_shap,
+    "partition": partition_shap,
+    "kernel": kernel_shap,
+}
+
+
+def explainer_options(name: str, options: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``explain.options`` checked against the explainer's keyword-only parameters (names and types);
+    ``seed`` is passed to those that take one."""
+    params = {
+        p.name: p
+        for p in inspect.signature(EXPLAINERS[name]).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    allowed = sorted(set(params) - {"seed"})
+    chosen = dict(options)
+    for key, value in chosen.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"Config key 'explain.options.{key}' is not an option of the {name} explainer; "
+                f"its options are: {', '.join(allowed) or 'none'}."
+            )
+        default = params[key].default
+        if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"Config key 'explain.options.{key}' = {value!r} must be an integer.")
+        if isinstance(default, int) and value < 1:
+            raise ConfigError(f"Config key 'explain.options.{key}' = {value!r} must be at least 1.")
+    if "seed" in params:
+        chosen["seed"] = seed
+    return chosen
+
+
+# --- pure statistics -------------------------------------------------------------------------
 
 
 def additivity_error(values: np.ndarray, base: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-    """|sum of attributions + base value - model output| per sample and class."""
-    return np.abs(values.sum(axis=1) + base[None, :] - outputs)
+    """|sum of attributions + base value - model output| per sample and class.
+    ``base`` is (classes,) or (n, classes)."""
+    return np.abs(values.sum(axis=1) + base - outputs)
 
 
 def mean_abs_importance(values: np.ndarray) -> np.ndarray:
     """Mean |SHAP| per class and feature: (classes, features)."""
     return np.abs(values).mean(axis=0).T
+
+
+def predicted_class_values(values: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """(n, features): each sample's attributions for the class the model predicted."""
+    return np.take_along_axis(values, y_pred[:, None, None], axis=2)[:, :, 0]
+
+
+def importance_order(attributions: np.ndarray) -> np.ndarray:
+    """(n, features) feature indices per sample, largest |attribution| first (stable on ties)."""
+    return np.argsort(-np.abs(attributions), axis=1, kind="stable")
+
+
+def removal_fractions(n_features: int, steps: int) -> np.ndarray:
+    """Fractions of features removed at each of ``steps`` + 1 points (0 to 1), as counts allow."""
+    counts = np.round(np.linspace(0, n_features, steps + 1)).astype(int)
+    return counts / n_features
+
+
+def removal_accuracy(
+    predict: Predict,
+    X: np.ndarray,
+    y: np.ndarray,
+    orders: np.ndarray,
+    baseline: np.ndarray,
+    steps: int,
+) -> np.ndarray:
+    """Accuracy after replacing each sample's first features in ``orders`` by ``baseline``.
+
+    ``orders`` is (n, F) or (R, n, F) (R orders per sample); returns (steps + 1,) or (R, steps + 1),
+    one accuracy per removal fraction of ``removal_fractions``. All masked copies go through
+    ``predict`` in one call.
+    """
+    orders = np.asarray(orders)
+    stacked = orders[None] if orders.ndim == 2 else orders  # (R, n, F)
+    n_orders, n, n_features = stacked.shape
+    counts = np.round(removal_fractions(n_features, steps) * n_features).astype(int)  # (S,)
+    rank = np.empty_like(stacked)  # rank[r, i, j] = position of feature j in order r of sample i
+    np.put_along_axis(rank, stacked, np.broadcast_to(np.arange(n_features), stacked.shape), axis=2)
+    removed = rank[:, None] < counts[None, :, None, None]  # (R, S, n, F)
+    masked = np.where(removed, baseline.astype(np.float32), X[None, None].astype(np.float32))
+    pred = predict(masked.reshape(-1, n_features)).argmax(axis=1).reshape(n_orders, len(counts), n)
+    accuracy = (pred == y[None, None]).mean(axis=2)
+    return accuracy[0] if orders.ndim == 2 else accuracy
+
+
+def faithfulness_area(fractions: np.ndarray, guided: np.ndarray, random: np.ndarray) -> float:
+    """Area between the random-order and the attribution-order removal curves over the removed
+    fraction (0 to 1): the mean accuracy gap. Positive: removing the features the explanation
+    ranks first hurts more than removing random ones (the explanation points at what matters);
+    about 0: no better than chance; the largest possible value is below 1."""
+    gap = np.asarray(random, dtype=np.float64) - np.asarray(guided, dtype=np.float64)
+    return float(np.sum((gap[1:] + gap[:-1]) / 2 * np.diff(fractions)))
+
+
+def faithfulness(
+    predict: Predict,
+    X: np.ndarray,
+    y: np.ndarray,
+    attributions: np.ndarray,
+    baseline: np.ndarray,
+    *,
+    steps: int,
+    n_random: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Removal curves by attribution order and by ``n_random`` seeded random orders, and their area."""
+    n, n_features = attributions.shape
+    random_orders = np.argsort(rng.random((n_random, n, n_features)), axis=2)
+    curves = removal_accuracy(
+        predict, X, y, np.concatenate([importance_order(attributions)[None], random_orders]), baseline, steps
+    )
+    fractions = removal_fractions(n_features, steps)
+    guided, random = curves[0], curves[1:].mean(axis=0)
+    return {
+        "fractions": fractions,
+        "guided": guided,
+        "random": random,
+        "random_std": curves[1:].std(axis=0),
+        "area": faithfulness_area(fractions, guided, random),
+    }
+
+
+def rank_agreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of each row of ``a`` with the same row of ``b`` (ties get their
+    average rank); NaN for a row where either is constant (no ranking to compare)."""
+    from scipy.stats import rankdata
+
+    ra = rankdata(a, axis=1)
+    rb = rankdata(b, axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    denom = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (ra * rb).sum(axis=1) / np.where(denom > 0, denom, 1), np.nan)
+
+
+def summarize(values: np.ndarray) -> dict[str, float]:
+    """Mean, median and quantiles of the finite values, and how many there were."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    q10, q25, q75, q90 = np.quantile(v, [0.1, 0.25, 0.75, 0.9]) if len(v) else [np.nan] * 4
+    return {
+        "mean": float(v.mean()) if len(v) else float("nan"),
+        "median": float(np.median(v)) if len(v) else float("nan"),
+        "q10": float(q10),
+        "q25": float(q25),
+        "q75": float(q75),
+        "q90": float(q90),
+        "n": int(len(v)),
+    }
+
+
+def integrated_gradients(
+    net: torch.nn.Module, X: np.ndarray, baseline: np.ndarray, target: np.ndarray, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Captum's Integrated Gradients of the target logits from ``baseline`` to each row of ``X``:
+    attributions (n, F) and the completeness gap |sum(attr) - (f(x) - f(baseline))| per row."""
+    from captum.attr import IntegratedGradients
+
+    net.eval()
+    inputs = torch.from_numpy(np.asarray(X, dtype=np.float32))
+    base = torch.from_numpy(np.asarray(baseline, dtype=np.float32)).expand_as(inputs)
+    attr, delta = IntegratedGradients(net).attribute(
+        inputs,
+        baselines=base,
+        target=torch.from_numpy(np.asarray(target, dtype=np.int64)),
+        n_steps=steps,
+        return_convergence_delta=True,
+    )
+    return attr.detach().double().numpy(), np.abs(delta.detach().double().numpy())
 
 
 def pick_examples(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
@@ -57,36 +388,126 @@ def pick_examples(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([wrong, right]).astype(int)
 
 
+def split_examples(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Up to ``n`` correctly and up to ``n`` incorrectly classified positions, in sample order."""
+    return {
+        "correct": np.flatnonzero(y_true == y_pred)[:n].astype(int),
+        "wrong": np.flatnonzero(y_true != y_pred)[:n].astype(int),
+    }
+
+
+# --- stage -------------------------------------------------------------------------------------
+
+
+def extra_mistakes(y_true: np.ndarray, y_pred: np.ndarray, explained: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` misclassified test rows outside ``explained`` (all arrays over the whole test split):
+    explained as well when the sample holds too few mistakes to show."""
+    wrong = np.flatnonzero(y_true != y_pred)
+    return np.setdiff1d(wrong, explained)[: max(n, 0)].astype(int)
+
+
 def draw(
-    cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], raw: np.ndarray, folder: Path
+    cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], raw_test: np.ndarray, folder: Path
 ) -> list[Path]:
+    """The stage's figures; ``raw_test`` is the whole unscaled test split (``rows`` index it)."""
     import matplotlib.pyplot as plt
 
     from pipeline.plots import attribution as figs
     from pipeline.plots import save_png
 
     classes = summary["class_names"]
+    features = summary["feature_names"]
+    y_true, y_pred, values = result["y_true"], result["y_pred"], result["values"]
+    raw = raw_test[result["rows"]]
     figures = {}
     if summary["image_shape"]:
         shape = summary["image_shape"]
         figures["class_importance"] = figs.class_importance_maps(result["importance"], shape, classes)
-        picks = pick_examples(result["y_true"], result["y_pred"], cfg.explain.n_examples)
-        if len(picks):
-            pred = result["y_pred"][picks]
-            attributions = result["values"][picks, :, pred]  # (k, features): the predicted class's map
-            titles = [
-                f"true {classes[t]} / pred {classes[p]}"
-                for t, p in zip(result["y_true"][picks], pred, strict=True)
-            ]
-            figures["examples"] = figs.example_maps(raw[picks], attributions, shape, titles)
-    figures["feature_importance"] = figs.feature_importance_bars(
-        result["importance"], summary["feature_names"]
+        groups = split_examples(y_true, y_pred, cfg.explain.n_examples)
+        for group, picks in groups.items():
+            images, group_values, truth, pred = raw[picks], values[picks], y_true[picks], y_pred[picks]
+            if group == "wrong":  # topped up with mistakes outside the sample, explained for this figure
+                images = np.concatenate([images, raw_test[result["extra_rows"]]])
+                group_values = np.concatenate([group_values, result["extra_values"]])
+                truth = np.concatenate([truth, result["extra_y_true"]])
+                pred = np.concatenate([pred, result["extra_y_pred"]])
+            if len(images):
+                titles = [f"true {classes[t]} / pred {classes[p]}" for t, p in zip(truth, pred, strict=True)]
+                figures[f"examples_{group}"] = figs.example_maps(
+                    images, predicted_class_values(group_values, pred), shape, titles
+                )
+    else:
+        figures["beeswarm"] = figs.beeswarm(values, raw, features, classes)
+        chosen = pick_examples(y_true, y_pred, cfg.explain.n_examples)
+        if len(chosen):
+            pred = y_pred[chosen]
+            figures["waterfall"] = figs.waterfalls(
+                predicted_class_values(values[chosen], pred),
+                result["base"][chosen, pred],
+                raw[chosen],
+                features,
+                [
+                    f"sample {result['rows'][i]}: true {classes[y_true[i]]} / pred {classes[y_pred[i]]}"
+                    for i in chosen
+                ],
+            )
+    figures["feature_importance"] = figs.feature_importance_bars(result["importance"], features, classes)
+    figures["faithfulness"] = figs.faithfulness_curves(
+        result["faith_fractions"], result["faith_guided"], result["faith_random"], result["faith_random_std"]
     )
+    figures["ig_agreement"] = figs.rank_agreement_hist(result["ig_spearman"])
     paths = []
     for name, fig in figures.items():
         paths.append(save_png(fig, folder / f"{name}.png", cfg.report.dpi))
         plt.close(fig)
     return paths
+
+
+def trust_metrics(
+    net: torch.nn.Module,
+    cfg: Config,
+    X: np.ndarray,
+    y: np.ndarray,
+    values: np.ndarray,
+    y_pred: np.ndarray,
+    background: np.ndarray,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Faithfulness and agreement with Integrated Gradients (metrics, arrays to keep)."""
+    trust = cfg.explain.trust
+    baseline = background.mean(axis=0)
+    attributions = predicted_class_values(values, y_pred)
+    faith = faithfulness(
+        logits_fn(net),
+        X,
+        y,
+        attributions,
+        baseline,
+        steps=trust.removal_steps,
+        n_random=trust.random_orders,
+        rng=np.random.default_rng(cfg.seed + 1),
+    )
+    ig, ig_gap = integrated_gradients(net, X, baseline, y_pred, trust.ig_steps)
+    rho = rank_agreement(attributions, ig)
+    agreement = summarize(rho)
+    metrics = {
+        "faithfulness_area": faith["area"],
+        "faithfulness_acc_full": float(faith["guided"][0]),
+        "faithfulness_acc_top10pct_removed": float(np.interp(0.1, faith["fractions"], faith["guided"])),
+        "faithfulness_random_acc_top10pct_removed": float(
+            np.interp(0.1, faith["fractions"], faith["random"])
+        ),
+        **{f"ig_spearman_{k}": v for k, v in agreement.items()},
+        "ig_completeness_max_error": float(ig_gap.max()),
+    }
+    arrays = {
+        "faith_fractions": faith["fractions"],
+        "faith_guided": faith["guided"],
+        "faith_random": faith["random"],
+        "faith_random_std": faith["random_std"],
+        "ig_values": ig,
+        "ig_spearman": rho,
+    }
+    return metrics, arrays
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -103,41 +524,73 @@ def run(cfg: Config) -> dict[str, Any]:
                 f"Config key '{key}' = {wanted} exceeds the {available} rows of the "
                 f"{split} split; set {key}={available} or less."
             )
+    name = cfg.explain.explainer.value
+    options = explainer_options(name, dict(cfg.explain.options), cfg.seed)
 
     rng = np.random.default_rng(cfg.seed)
     rows = sample_rows(n_test, cfg.explain.n_samples, rng)
     background = arrays["X_train"][sample_rows(n_train, cfg.explain.n_background, rng)]
     X = arrays["X_test"][rows]
-    values, base = deep_shap(net, background, X)
-    with torch.inference_mode():
-        outputs = net(torch.from_numpy(X)).double().numpy()
+    started = time.perf_counter()
+    values, base = EXPLAINERS[name](net, background, X, **options)
+    seconds = time.perf_counter() - started
+    outputs = logits_fn(net)(X)
     error = additivity_error(values, base, outputs)
+    y_true, y_pred = arrays["y_test"][rows], outputs.argmax(axis=1)
+    trust, trust_arrays = trust_metrics(net, cfg, X, y_true, values, y_pred, background)
+    extra = np.zeros(0, dtype=int)
+    if summary["image_shape"]:
+        test_pred = logits_fn(net)(arrays["X_test"]).argmax(axis=1)
+        need = cfg.explain.n_examples - int((y_true != y_pred).sum())
+        extra = extra_mistakes(arrays["y_test"], test_pred, rows, need)
+    extra_values = (
+        EXPLAINERS[name](net, background, arrays["X_test"][extra], **options)[0]
+        if len(extra)
+        else np.zeros((0, *values.shape[1:]))
+    )
     result = {
         "rows": rows,
         "values": values,
         "base": base,
         "outputs": outputs,
         "importance": mean_abs_importance(values),
-        "y_true": arrays["y_test"][rows],
-        "y_pred": outputs.argmax(axis=1),
+        "y_true": y_true,
+        "y_pred": y_pred,
+        **trust_arrays,
+        # misclassified test rows outside the sample, explained only to be drawn
+        "extra_rows": extra,
+        "extra_values": extra_values,
+        "extra_y_true": arrays["y_test"][extra],
+        "extra_y_pred": logits_fn(net)(arrays["X_test"][extra]).argmax(axis=1) if len(extra) else extra,
     }
     metrics = {
         "additivity_max_error": float(error.max()),
         "additivity_mean_error": float(error.mean()),
+        **trust,
+        "explainer_seconds": round(seconds, 3),
         "n_samples": int(len(rows)),
         "n_background": int(len(background)),
     }
-    figures = draw(cfg, summary, result, arrays["X_test_raw"][rows], layout.figure_dir(cfg.paths.explain))
+    folder = layout.figure_dir(cfg.paths.explain)
+    # Which figures exist depends on the data (images or table, any mistakes): drop the previous
+    # run's, so the report never shows a stale one.
+    for stale in folder.glob("*.png"):
+        stale.unlink()
+    figures = draw(cfg, summary, result, arrays["X_test_raw"], folder)
     io.write_npz(layout.shap_file(cfg), **result)
     io.write_json(cfg.paths.explain_metrics, metrics)
-    tracking.log_metrics(run_info, {f"shap_{k}": v for k, v in metrics.items()})
+    tracking.log_metrics(run_info, {f"shap_{k}": v for k, v in metrics.items() if np.isfinite(v)})
     tracking.log_artifacts(run_info, figures, "explain")
     log.info(
-        "SHAP (%s) on %d samples vs %d background rows: additivity error max %.2e",
-        cfg.explain.explainer.value,
+        "SHAP (%s) on %d samples vs %d background rows in %.1f s: additivity error max %.2e; "
+        "faithfulness area %.3f; agreement with Integrated Gradients: median Spearman %.2f",
+        name,
         len(rows),
         len(background),
+        seconds,
         metrics["additivity_max_error"],
+        metrics["faithfulness_area"],
+        metrics["ig_spearman_median"],
     )
     return metrics
 

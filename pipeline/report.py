@@ -62,18 +62,64 @@ FIGURE_TEXT: dict[str, tuple[str, str, str]] = {
         "out the class; dark pixels barely matter.",
         "Grid of heatmaps, one per class, of mean absolute SHAP value per input pixel.",
     ),
-    "examples": (
-        "Individual predictions explained",
-        "Top row: test images with their true and predicted labels (mistakes first). Bottom row: the "
+    "examples_correct": (
+        "Correct predictions explained",
+        "Top row: correctly classified test images with their true and predicted labels. Bottom row: the "
         "SHAP map for the predicted class over the faint image; red pixels pushed the network towards "
-        "its answer, blue pixels against it.",
-        "Test digits with their SHAP attribution maps for the predicted class.",
+        "its answer, blue pixels against it. A sensible explanation lights up the strokes that make the "
+        "digit what it is (the loop of a 6, the bar of a 7) rather than empty background.",
+        "Correctly classified test images with their SHAP attribution maps for the predicted class.",
+    ),
+    "examples_wrong": (
+        "Mistakes explained",
+        "The same view for test images the network got wrong. The map shows which pixels made it choose "
+        "the wrong class: red where the image looked like the predicted class to the network, blue where "
+        "it spoke against it. Comparing with the true label often shows the stroke that misled it.",
+        "Misclassified test images with their SHAP attribution maps for the (wrong) predicted class.",
+    ),
+    "beeswarm": (
+        "How each feature pushes each class (beeswarm)",
+        "One panel per class. Each row is a feature (most important at the top) and each dot one explained "
+        "sample: the dot's horizontal position is that feature's SHAP value for the class (right raises the "
+        "class's score, left lowers it) and its colour the feature's value (red high, blue low). Red dots on "
+        "the right mean that high values of the feature argue for the class; a wide spread means the feature "
+        "matters a lot for some samples.",
+        "Beeswarm plots of per-sample SHAP values per feature, coloured by feature value, one per class.",
+    ),
+    "waterfall": (
+        "Individual predictions explained (waterfall)",
+        "Each panel explains one test sample (mistakes first). It starts at the base value, the network's "
+        "average score for the predicted class over the background data (dashed line), and adds the "
+        "features' contributions one by one, largest first: red bars push the score up, blue bars down, "
+        "and the remaining features are lumped into one bar. The bars end at the network's actual score "
+        "for this sample (solid line). The labels give each feature's value.",
+        "Waterfall charts of the largest feature contributions for selected test samples.",
     ),
     "feature_importance": (
         "Global feature importance",
-        "Input features ranked by their mean absolute SHAP value over all explained samples and classes: "
-        "the features whose values move the network's outputs the most.",
-        "Horizontal bar chart of the most important input features.",
+        "Input features ranked by their mean absolute SHAP value over the explained samples, summed over "
+        "the classes: the features whose values move the network's outputs the most. Each bar is split "
+        "by class, so a bar dominated by one colour belongs to a feature that matters mainly for that class.",
+        "Horizontal bar chart of the most important input features, stacked by class.",
+    ),
+    "faithfulness": (
+        "Faithfulness: does removing the important features hurt?",
+        "Accuracy on the explained samples as more and more of each sample's features are replaced by their "
+        "average (the background mean), either in the order the explanation ranks them (largest |SHAP| "
+        "for the predicted class first, red) or in random order (grey, mean of several orders with a band "
+        "of one standard deviation). If the explanation is faithful, removing its top features destroys the "
+        "prediction much faster than removing random ones, so the red curve falls well below the grey one; "
+        "the shaded area between them is the faithfulness area (0: no better than chance).",
+        "Accuracy against fraction of features removed, in attribution order and in random order.",
+    ),
+    "ig_agreement": (
+        "Agreement with a second method (Integrated Gradients)",
+        "For each explained sample, the Spearman rank correlation between the SHAP attributions and those "
+        "of Integrated Gradients (a different method, computed with Captum from the same baseline) for the "
+        "predicted class: 1 means both methods rank the features identically, 0 unrelated, -1 reversed. "
+        "Mass near 1 means the explanation does not depend much on the method chosen; a wide spread means "
+        "that for some samples the two methods tell different stories.",
+        "Histogram of per-sample rank correlations between SHAP and Integrated Gradients attributions.",
     ),
     "architecture": (
         "Architecture",
@@ -353,6 +399,77 @@ def network_context(cfg: Config) -> dict[str, Any]:
     }
 
 
+EXPLANATION_FIGURES = (
+    "class_importance",
+    "examples_correct",
+    "examples_wrong",
+    "beeswarm",
+    "feature_importance",
+    "waterfall",
+    "faithfulness",
+    "ig_agreement",
+)
+
+
+def _grade(value: float, good: float, fair: float) -> int:
+    """2 (good), 1 (fair) or 0 (poor) for a statistic where larger is better."""
+    return 2 if value >= good else 1 if value >= fair else 0
+
+
+def trust_summary(explain: dict[str, Any]) -> dict[str, Any]:
+    """The three trust numbers of the explain stage, each read in plain words, and one verdict.
+
+    Thresholds are rules of thumb, stated in the text so a reader can disagree with them.
+    """
+    additivity = float(explain["additivity_max_error"])
+    area = float(explain["faithfulness_area"])
+    rho = float(explain["ig_spearman_median"])
+    grades = {
+        # Logits are O(1-10): 1e-3 is exact for practical purposes, 0.1 a visible approximation.
+        "additivity": 2 if additivity < 1e-3 else 1 if additivity < 0.1 else 0,
+        "faithfulness": _grade(area, 0.15, 0.05),
+        "agreement": _grade(rho if rho == rho else -1.0, 0.7, 0.4),  # NaN (no valid sample) -> poor
+    }
+    readings = {
+        "additivity": (
+            "the attributions add up to the network's outputs",
+            "the attributions add up to the outputs only approximately",
+            "the attributions do not add up to the outputs",
+        ),
+        "faithfulness": (
+            "removing the features it ranks first hurts accuracy far more than removing random ones",
+            "its top features matter more than random ones, but not by much",
+            "its top features matter little more than random ones",
+        ),
+        "agreement": (
+            "Integrated Gradients ranks the features much the same way",
+            "Integrated Gradients agrees only in part",
+            "Integrated Gradients tells a different story",
+        ),
+    }
+    score = sum(grades.values())
+    if min(grades.values()) == 2:
+        verdict = "Trust it: all three checks pass clearly."
+    elif min(grades.values()) >= 1 and score >= 4:
+        verdict = "Trust it with care: the checks pass, one of them only narrowly."
+    elif grades["faithfulness"] == 0:
+        verdict = (
+            "Do not trust it: the features it calls important are barely more important than random ones."
+        )
+    else:
+        verdict = (
+            "Trust it with care: at least one check is weak; compare with the second method before acting."
+        )
+    return {
+        "additivity_max_error": additivity,
+        "faithfulness_area": area,
+        "ig_spearman_median": rho,
+        "readings": {key: readings[key][2 - grade] for key, grade in grades.items()},
+        "grades": grades,
+        "verdict": verdict,
+    }
+
+
 def build_context(cfg: Config) -> dict[str, Any]:
     """Read every earlier stage's outputs into the template's context."""
     summary = io.read_json(layout.summary_file(cfg), "prepare")
@@ -405,14 +522,13 @@ def build_context(cfg: Config) -> dict[str, Any]:
         "top_confusions": evaluation["top_confusions"],
         "explain": explain,
         "explainer": cfg.explain.explainer.value,
+        "trust": trust_summary(explain),
         "figures": {
             "training": figures_in(layout.figure_dir(cfg.paths.evaluate), ("training_curves",)),
             "evaluation": figures_in(
                 layout.figure_dir(cfg.paths.evaluate), ("confusion_matrix", "per_class", "reliability")
             ),
-            "explanation": figures_in(
-                layout.figure_dir(cfg.paths.explain), ("class_importance", "examples", "feature_importance")
-            ),
+            "explanation": figures_in(layout.figure_dir(cfg.paths.explain), EXPLANATION_FIGURES),
         },
         "config_yaml": to_yaml(cfg),
         **network_context(cfg),

@@ -57,14 +57,154 @@ def example_maps(
     return fig
 
 
-def feature_importance_bars(importance: np.ndarray, feature_names: Sequence[str], top: int = 20) -> Figure:
-    """Global importance: mean |SHAP| over samples and classes, largest first."""
-    total = importance.mean(axis=0)  # (features,)
+def feature_importance_bars(
+    importance: np.ndarray,
+    feature_names: Sequence[str],
+    class_names: Sequence[str] | None = None,
+    top: int = 20,
+) -> Figure:
+    """Global importance: mean |SHAP| per feature, largest first, as bars stacked by class
+    (each segment is that class's share), so the bar's length is the sum over classes."""
+    n_classes = importance.shape[0]
+    total = importance.sum(axis=0)  # (features,)
     order = np.argsort(total)[::-1][:top]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(order) + 1.2))
-    ax.barh(np.arange(len(order))[::-1], total[order])
-    ax.set_yticks(np.arange(len(order))[::-1], [feature_names[i] for i in order], fontsize=8)
-    ax.set_xlabel("mean |SHAP| (all classes)")
+    y = np.arange(len(order))[::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(order) + 1.4))
+    colors = plt.get_cmap("tab10" if n_classes <= 10 else "tab20")
+    left = np.zeros(len(order))
+    names = class_names if class_names is not None else [str(k) for k in range(n_classes)]
+    for k in range(n_classes):
+        ax.barh(y, importance[k, order], left=left, color=colors(k % colors.N), label=f"class {names[k]}")
+        left += importance[k, order]
+    ax.set_yticks(y, [feature_names[i] for i in order], fontsize=8)
+    ax.set_xlabel("mean |SHAP| (sum over classes)")
     ax.grid(axis="x", alpha=0.3)
+    if n_classes <= 20:
+        ax.legend(fontsize=7, loc="lower right", ncol=2 if n_classes > 5 else 1)
+    fig.tight_layout()
+    return fig
+
+
+def beeswarm(
+    values: np.ndarray,
+    data: np.ndarray,
+    feature_names: Sequence[str],
+    class_names: Sequence[str],
+    *,
+    max_classes: int = 4,
+    max_display: int = 12,
+) -> Figure:
+    """shap's beeswarm, one panel per class (the first ``max_classes``): each dot is a sample, its
+    position that feature's SHAP value for the class, its colour the feature's value."""
+    import shap
+
+    n_panels = min(values.shape[2], max_classes)
+    n_rows = min(values.shape[1], max_display)
+    fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 0.42 * n_rows + 1.6), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        explanation = shap.Explanation(values=values[:, :, k], data=data, feature_names=list(feature_names))
+        # shap draws on the axes it is given; plot_size=None keeps our figure's size.
+        shap.plots.beeswarm(
+            explanation,
+            max_display=max_display,
+            ax=ax,
+            show=False,
+            plot_size=None,
+            color_bar=k == n_panels - 1,
+        )
+        ax.set_title(f"class {class_names[k]}", fontsize=10)
+        ax.set_xlabel("SHAP value (effect on the logit)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def waterfalls(
+    attributions: np.ndarray,
+    base: np.ndarray,
+    data: np.ndarray,
+    feature_names: Sequence[str],
+    titles: Sequence[str],
+    *,
+    max_display: int = 8,
+) -> Figure:
+    """One waterfall per sample: from the base value (the average logit), each of the
+    ``max_display`` - 1 largest contributions moves the score up (red) or down (blue), the rest
+    lumped together, ending at the model's logit f(x) for the predicted class."""
+    n = len(attributions)
+    cols = min(n, 2)
+    rows = int(np.ceil(n / cols))
+    shown = min(max_display, attributions.shape[1])
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, (0.38 * shown + 1.3) * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_axis_off()
+            continue
+        a = attributions[i]
+        order = np.argsort(-np.abs(a))
+        top = order[: shown - 1] if attributions.shape[1] > shown else order
+        rest = a.sum() - a[top].sum()
+        steps = list(a[top]) + ([rest] if attributions.shape[1] > shown else [])
+        labels = [f"{feature_names[j]} = {data[i, j]:.3g}" for j in top]
+        if attributions.shape[1] > shown:
+            labels.append(f"{attributions.shape[1] - len(top)} other features")
+        start = base[i] + np.concatenate([[0.0], np.cumsum(steps)[:-1]])
+        y = np.arange(len(steps))[::-1]
+        colors = ["#d62728" if v >= 0 else "#1f77b4" for v in steps]
+        ax.barh(y, steps, left=start, color=colors, height=0.7)
+        for yy, left, width in zip(y, start, steps, strict=True):
+            ax.text(
+                left + width,
+                yy,
+                f" {width:+.2f}",
+                va="center",
+                ha="left" if width >= 0 else "right",
+                fontsize=7,
+            )
+        ends = np.concatenate([start, start + np.asarray(steps)])
+        span = float(ends.max() - ends.min()) or 1.0
+        ax.set_xlim(ends.min() - 0.22 * span, ends.max() + 0.22 * span)  # room for the value labels
+        ax.axvline(base[i], color="#777777", lw=0.8, ls="--")
+        ax.axvline(base[i] + sum(steps), color="#222222", lw=0.8)
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_title(f"{titles[i]}\nbase {base[i]:.2f} -> f(x) {base[i] + sum(steps):.2f}", fontsize=8)
+        ax.set_xlabel("logit of the predicted class", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def faithfulness_curves(
+    fractions: np.ndarray, guided: np.ndarray, random: np.ndarray, random_std: np.ndarray
+) -> Figure:
+    """Accuracy as features are removed most-important-first (by |SHAP|) and in random order;
+    the shaded area between the curves is the faithfulness area."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.fill_between(fractions, guided, random, color="#9467bd", alpha=0.18, label="area between")
+    ax.fill_between(fractions, random - random_std, random + random_std, color="#7f7f7f", alpha=0.15)
+    ax.plot(fractions, random, "o-", color="#7f7f7f", ms=3, label="random order (mean ± sd)")
+    ax.plot(fractions, guided, "o-", color="#d62728", ms=3, label="most important first (SHAP)")
+    ax.set_xlabel("fraction of features replaced by the background mean")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def rank_agreement_hist(rho: np.ndarray) -> Figure:
+    """Histogram of per-sample Spearman correlations between SHAP and Integrated Gradients."""
+    finite = rho[np.isfinite(rho)]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.hist(finite, bins=np.linspace(-1, 1, 41).tolist(), color="#2ca02c", alpha=0.8)
+    if len(finite):
+        ax.axvline(float(np.median(finite)), color="#222222", lw=1.2, label=f"median {np.median(finite):.2f}")
+        ax.axvline(float(finite.mean()), color="#222222", lw=1.2, ls="--", label=f"mean {finite.mean():.2f}")
+        ax.legend(fontsize=8)
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("Spearman rank correlation, SHAP vs Integrated Gradients (predicted class)")
+    ax.set_ylabel("test samples")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
