@@ -515,7 +515,6 @@ def build_context(cfg: Config) -> dict[str, Any]:
             ),
         },
         "verdict": verdict(metrics, evaluation["top_confusions"], explain),
-        "layers": run["layers"],
         "training": train_metrics,
         "metrics": metrics,
         "per_class": evaluation["per_class"],
