@@ -304,13 +304,21 @@ def verdict(
         else "poorly calibrated: its probabilities do not match how often it is right"
     )
     sentences.append(f"It is {calibration} (expected calibration error {ece:.3f}).")
-    gap = explain["additivity_max_error"]
-    sentences.append(
-        f"The SHAP attributions add up to the network's outputs (largest gap {gap:.1e})."
-        if gap < 0.01
-        else f"The SHAP attributions miss the network's outputs by up to {gap:.2g}: "
-        "treat them as approximate."
-    )
+    if "faithfulness_area" in explain:
+        trust = trust_summary(explain)
+        sentences.append(
+            f"Explanation checks: additivity gap {trust['additivity_max_error']:.1e}, faithfulness area "
+            f"{trust['faithfulness_area']:.3f}, agreement with Integrated Gradients "
+            f"{trust['ig_spearman_median']:.2f}. {trust['verdict']}"
+        )
+    else:
+        gap = explain["additivity_max_error"]
+        sentences.append(
+            f"The SHAP attributions add up to the network's outputs (largest gap {gap:.1e})."
+            if gap < 0.01
+            else f"The SHAP attributions miss the network's outputs by up to {gap:.2g}: "
+            "treat them as approximate."
+        )
     return sentences
 
 

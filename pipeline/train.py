@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from pipeline import io, layout, model, prepare, tracking
 from pipeline.config import Config, as_dict, to_yaml
-from pipeline.errors import TrainingError
+from pipeline.errors import ConfigError, TrainingError
 from pipeline.lit import Classifier, EpochSeed, History, WeightHistory, batches, safe_checkpoint
 
 log = logging.getLogger(__name__)
@@ -102,14 +103,26 @@ def run_tags(cfg: Config, summary: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
+def resumable_config(cfg: Config) -> str:
+    """The config as a resumed run must match it (whether to resume aside)."""
+    plain = as_dict(cfg)
+    plain["train"]["resume"] = False
+    return yaml.safe_dump(plain, sort_keys=True)
+
+
 def resume_point(cfg: Config, partial: Path) -> tuple[Path | None, str | None]:
     """(checkpoint, MLflow run id) of an interrupted run to continue, if asked and possible."""
-    last, run_id = partial / "last.ckpt", partial / "run_id"
+    last, run_id, config = partial / "last.ckpt", partial / "run_id", partial / "config.yaml"
     if not cfg.train.resume:
         return None, None
-    if not (last.exists() and run_id.exists()):
+    if not (last.exists() and run_id.exists() and config.exists()):
         log.warning("train.resume=true but %s holds no interrupted run: training from scratch", partial)
         return None, None
+    if config.read_text() != resumable_config(cfg):
+        raise ConfigError(
+            f"train.resume=true, but the interrupted run in {partial} used a different configuration "
+            f"(see {config}). Resume with that configuration, or drop train.resume to start afresh."
+        )
     return last, run_id.read_text().strip()
 
 
@@ -158,6 +171,7 @@ def run(cfg: Config) -> dict[str, Any]:
         if resumed_run is None:
             logger.log_hyperparams(tracking.flatten(as_dict(cfg)))
         io.write_text(partial / "run_id", str(logger.run_id))
+        io.write_text(partial / "config.yaml", resumable_config(cfg))
     run_id = str(logger.run_id)
     started = datetime.now(timezone.utc)
     try:
@@ -221,6 +235,7 @@ def _finish(
     # All outputs change together or not at all (a stop signal waits for the block to end).
     with io.uninterrupted():
         (partial / "run_id").unlink(missing_ok=True)
+        (partial / "config.yaml").unlink(missing_ok=True)
         shutil.rmtree(layout.checkpoint_dir(cfg), ignore_errors=True)
         partial.rename(layout.checkpoint_dir(cfg))
         model.save(net, layout.model_file(cfg))

@@ -91,6 +91,9 @@ def test_verdict_names_confusions_and_calibration() -> None:
     assert "poorly calibrated" in text and "add up" in text
     text = " ".join(report.verdict({**metrics, "ece": 0.01}, [], {"additivity_max_error": 0.5}))
     assert "no mistakes" in text and "well calibrated" in text and "approximate" in text
+    trust = {"additivity_max_error": 1e-6, "faithfulness_area": 0.01, "ig_spearman_median": 0.9}
+    text = " ".join(report.verdict(metrics, confusions, trust))
+    assert "faithfulness area 0.010" in text and "Do not trust it" in text
 
 
 def test_strict_undefined_catches_missing_context() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,6 +86,8 @@ def test_sigterm_mid_training_then_resume_matches_an_uninterrupted_run(trained: 
     expected = json.loads((reference / "artifacts/metrics/train.json").read_text())
 
     before = snapshot(trained / "artifacts")
+    # An earlier failed run's checkpoints must not be mistaken for this run's.
+    shutil.rmtree(trained / "artifacts/train/checkpoints.partial", ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.train", *settings, *QUIET],
@@ -106,6 +109,10 @@ def test_sigterm_mid_training_then_resume_matches_an_uninterrupted_run(trained: 
     assert statuses(trained)[-1] in {"FAILED", "KILLED"}
     assert snapshot(trained / "artifacts") == before
 
+    # Resuming with another configuration is refused...
+    other = cli("train", "trainer.max_epochs=5", "train.batch_size=32", "train.resume=true", cwd=trained)
+    assert other.returncode == 2 and "different configuration" in other.stdout + other.stderr
+    # ... with the same one it continues the interrupted run.
     resumed = ok(cli("train", *settings, "train.resume=true", cwd=trained))
     assert "Restoring states from the checkpoint" in resumed or "Restored all states" in resumed
     got = json.loads((trained / "artifacts/metrics/train.json").read_text())

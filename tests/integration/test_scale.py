@@ -101,6 +101,22 @@ def test_hydra_multirun_makes_one_run_per_job_grouped_by_sweep(prepared: Path, t
     combos = {(r.data.params["model.hidden_sizes"], r.data.params["optim.lr"]) for r in runs}
     assert combos == {("[16]", "0.001"), ("[16]", "0.01"), ("[32]", "0.001"), ("[32]", "0.01")}
     assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
+    # The comparison page ranks exactly this sweep's runs.
+    sweep = runs[0].data.tags["sweep"]
+    stage(
+        "compare",
+        "compare.metric=best_val_loss",
+        "compare.higher_is_better=false",
+        f"compare.filter=tags.sweep = '{sweep}'",
+        f"tracking.uri={db}",
+        cwd=tmp_path,
+    )
+    html = (tmp_path / "reports/compare.html").read_text()
+    best = min(runs, key=lambda r: r.data.metrics["best_val_loss"])
+    ranked = [
+        line.split('data-run-id="')[1].split('"')[0] for line in html.splitlines() if 'data-run-id="' in line
+    ]
+    assert len(ranked) == 4 and ranked[0] == best.info.run_id
 
 
 def test_optuna_sweep_three_trials(prepared: Path, tmp_path: Path) -> None:
@@ -213,3 +229,21 @@ def test_pipeline_against_a_tracking_server(mlflow_server: str, tmp_path: Path) 
     assert [m["info"]["source_run_id"] for m in models["models"]] == [run_id]
     html = (work / "reports/index.html").read_text()
     assert f"{mlflow_server}/#/experiments/{exp_id}/runs/{run_id}" in html  # a link, not a command
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_preset_trains_on_the_gpu(prepared: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    stage(
+        "train",
+        "trainer=gpu",
+        "trainer.max_epochs=2",
+        f"paths.prepare={prepared / 'prep'}",
+        f"tracking.uri={db}",
+        *QUIET,
+        cwd=tmp_path,
+    )
+    run = runs_of(db, "glassnet")[0]
+    assert run.data.params["trainer.accelerator"] == "gpu"
+    assert run.data.params["trainer.precision"] == "bf16-mixed"
+    assert run.info.status == "FINISHED"
