@@ -183,7 +183,8 @@ def main() -> None:
         report_wall = next((float(s["wall"]) for s in stages if s["stage"] == "report"), float("nan"))
         html = check_report(root / "reports" / "index.html")
         log.info(
-            "report stage: %.1f s (target <= %.0f s); HTML %.2f MB (target <= %.0f MB), %d PNGs embedded, %d duplicates",
+            "report stage: %.1f s (target <= %.0f s); HTML %.2f MB (target <= %.0f MB), "
+            "%d PNGs embedded, %d duplicates",
             report_wall,
             TARGETS["report"],
             html["html_mb"],
