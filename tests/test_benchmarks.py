@@ -44,3 +44,9 @@ def test_startup() -> None:
     for stage in ("prepare", "train", "evaluate", "explain", "visualize", "report"):
         assert f"| {stage}" in out
     assert "cold `dvc repro`" in out and "no-op `dvc repro`" in out and "PNGs embedded" in out
+
+
+@pytest.mark.slow  # four fresh processes, each importing Lightning
+def test_scale() -> None:
+    out = bench("scale")
+    assert "| 1,000" in out and "| 2,000" in out and "peak RSS" in out
