@@ -9,6 +9,7 @@ explain and report attach to that run by id.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -106,7 +107,10 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     return (db.parent / "mlruns" / slug).as_uri()
 
 
+@functools.cache
 def client(uri: str) -> MlflowClient:
+    """One client per tracking URI and process: constructing one resolves the store (for SQLite,
+    an engine and a schema check) and a stage asks for it several times."""
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri)

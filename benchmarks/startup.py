@@ -1,0 +1,207 @@
+"""Pipeline start-up: a cold `dvc repro` of the default pipeline, stage by stage, and a no-op one.
+
+    python -m benchmarks.startup                # the default digits pipeline, as a user runs it
+    python -m benchmarks.startup --quick        # smoke test: 2 epochs, tiny explain settings
+
+The project (conf/, pipeline/, dvc.yaml, params.yaml, ...) is copied into a temporary git
+repository and `dvc repro` runs there from scratch with PYTHONPROFILEIMPORTTIME=1, so every stage
+process reports its imports. Per stage: wall time (between DVC's "Running stage" lines), the time
+spent importing (sum of the top-level imports' cumulative times), of which MLflow, Lightning,
+torch and SHAP, and the rest ("work": Hydra, the stage's computation, MLflow calls, writing files).
+Then the no-op `dvc repro` (nothing changed) is timed ``--repeats`` times. The report is checked
+too: stage wall, HTML size, embedded PNGs and how many of them are duplicates.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks.common import ROOT, Stat, loadavg, log, parser, setup_logging, table
+
+PROJECT_FILES = [
+    "conf",
+    "pipeline",
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvc/config",
+    ".dvcignore",
+    ".gitignore",
+]
+QUICK = {
+    "trainer": {"max_epochs": 2, "enable_progress_bar": False},
+    "explain": {"n_samples": 16, "n_background": 16, "n_examples": 4},
+    "visualize": {"n_units": 16, "tsne_max_samples": 150},
+}
+IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+WATCHED = ("mlflow", "pytorch_lightning", "torch", "shap", "sklearn", "matplotlib.pyplot", "seaborn")
+TARGETS = {"cold": 25.0, "noop": 1.0, "report": 3.0, "html_mb": 5.0}
+
+
+def env() -> dict[str, str]:
+    out = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out.pop("MLFLOW_TRACKING_URI", None)
+    return out
+
+
+def copy_project(root: Path, quick: bool) -> None:
+    for name in PROJECT_FILES:
+        src, dst = ROOT / name, root / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    if quick:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        for group, values in QUICK.items():
+            params[group].update(values)
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@glassnet"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bench"]):
+        subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
+
+
+def cold_repro(root: Path) -> tuple[float, list[tuple[float, str]]]:
+    """Wall time of `dvc repro` and its output lines with the time each arrived."""
+    lines: list[tuple[float, str]] = []
+    start = time.perf_counter()
+    with subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=root,
+        env={**env(), "PYTHONPROFILEIMPORTTIME": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append((time.perf_counter() - start, line.rstrip("\n")))
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = "\n".join(line for _, line in lines if not line.startswith("import time:"))[-3000:]
+        raise SystemExit(f"dvc repro failed:\n{tail}")
+    return wall, lines
+
+
+def per_stage(wall: float, lines: list[tuple[float, str]]) -> list[dict[str, float | str]]:
+    """Split the output at "Running stage" lines; sum each stage's import times."""
+    stages: list[dict[str, float | str]] = []
+    for t, line in lines:
+        found = re.match(r"Running stage '([^']+)'", line)
+        if found:
+            if stages:
+                stages[-1]["wall"] = t - float(stages[-1]["start"])
+            stages.append({"stage": found.group(1), "start": t, "imports": 0.0})
+            continue
+        match = IMPORT_LINE.match(line)
+        if match and stages:
+            cumulative, depth, name = int(match.group(2)) / 1e6, len(match.group(3)), match.group(4)
+            current = stages[-1]
+            if depth == 1:  # a top-level import of the stage process
+                current["imports"] = float(current["imports"]) + cumulative
+            if name in WATCHED and name not in current:
+                current[name] = cumulative
+    if stages:
+        # The last stage ends when DVC has written dvc.lock: close enough, and said so in the README.
+        stages[-1]["wall"] = wall - float(stages[-1]["start"])
+    return stages
+
+
+def check_report(html: Path) -> dict[str, float]:
+    text = html.read_text()
+    uris = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
+    digests = [hashlib.sha1(base64.b64decode(u)).hexdigest() for u in uris]  # noqa: S324 -- identity only
+    return {
+        "html_mb": len(text.encode()) / 1e6,
+        "pngs": len(uris),
+        "duplicate_pngs": len(digests) - len(set(digests)),
+    }
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    setup_logging()
+    repeats = 1 if args.quick else args.repeats
+    log.info(
+        "startup: cold and no-op `dvc repro` of the %s pipeline, load %s",
+        "quick" if args.quick else "default",
+        loadavg(),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "project"
+        copy_project(root, args.quick)
+        wall, lines = cold_repro(root)
+        load_cold = loadavg()
+        stages = per_stage(wall, lines)
+        rows = []
+        for s in stages:
+            w, imp = float(s["wall"]), float(s["imports"])
+            rows.append(
+                [
+                    s["stage"],
+                    f"{w:.1f}",
+                    f"{imp:.1f}",
+                    *(
+                        f"{float(s.get(name, 0.0)):.1f}"
+                        for name in ("mlflow", "pytorch_lightning", "torch", "shap")
+                    ),
+                    f"{w - imp:.1f}",
+                ]
+            )
+        log.info("")
+        table(["stage", "wall s", "imports s", "mlflow", "lightning", "torch", "shap", "work s"], rows)
+        dvc_own = wall - sum(float(s["wall"]) for s in stages)
+        log.info("")
+        log.info(
+            "cold `dvc repro`: %.1f s (target <= %.0f s; %.2fx), of which DVC itself %.1f s; load %s",
+            wall,
+            TARGETS["cold"],
+            wall / TARGETS["cold"],
+            dvc_own,
+            load_cold,
+        )
+        noop = Stat([_timed_noop(root) for _ in range(repeats)])
+        log.info(
+            "no-op `dvc repro`: %s (target <= %.1f s; %.2fx); load %s",
+            noop.fmt(2),
+            TARGETS["noop"],
+            noop.median / TARGETS["noop"],
+            loadavg(),
+        )
+        report_wall = next((float(s["wall"]) for s in stages if s["stage"] == "report"), float("nan"))
+        html = check_report(root / "reports" / "index.html")
+        log.info(
+            "report stage: %.1f s (target <= %.0f s); HTML %.2f MB (target <= %.0f MB), "
+            "%d PNGs embedded, %d duplicates",
+            report_wall,
+            TARGETS["report"],
+            html["html_mb"],
+            TARGETS["html_mb"],
+            html["pngs"],
+            html["duplicate_pngs"],
+        )
+
+
+def _timed_noop(root: Path) -> float:
+    start = time.perf_counter()
+    out = subprocess.run(["dvc", "repro"], cwd=root, env=env(), capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if out.returncode != 0 or "up to date" not in out.stdout + out.stderr:
+        raise SystemExit(f"no-op dvc repro did work or failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return took
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Training loop: glassnet's training path against a plain PyTorch loop, side by side.
+
+    python -m benchmarks.train_loop                 # 60,000 x 784, batch 256 and 64, 5 repetitions
+    python -m benchmarks.train_loop --quick         # smoke test: tiny data, one repetition
+    python -m benchmarks.train_loop --threads 1     # one torch thread (steadier on a busy machine)
+
+Both sides train the same MLP (784-128-ReLU-Dropout-10, Adam as conf/optim/adam.yaml) on the same
+in-memory synthetic MNIST-shaped data (60,000 train + 10,000 validation rows), with the same batch
+size and torch thread count, for the same number of epochs, and validate every epoch:
+
+- plain: a hand-written loop (randperm indexing, forward/backward/step, a no-grad validation pass
+  that computes loss and accuracy);
+- glassnet: ``pipeline.train.fit`` (Classifier + whole-batch loader) under a Trainer built from the
+  composed config as the train stage builds it, with the stage's callbacks (EpochSeed, History,
+  WeightHistory, ModelCheckpoint, EarlyStopping) and its MLflow logger on a temporary SQLite store.
+
+Each repetition runs both sides (alternating which goes first); reported per epoch: median and
+min..max over repetitions, the ratio glassnet/plain (median of the per-repetition ratios), and GFLOP/s
+(6 x parameters x training samples per epoch / epoch time).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from benchmarks.common import Stat, loadavg, log, parser, setup_logging, table
+
+TARGETS = {256: 1.10, 64: 1.30}
+
+
+def synthetic(n_train: int, n_val: int, features: int = 784, classes: int = 10) -> dict[str, np.ndarray]:
+    """MNIST-shaped data with a learnable signal (class means differ), float32 as prepare writes it."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 1, (classes, features)).astype(np.float32)
+    out = {}
+    for split, n in (("train", n_train), ("val", n_val)):
+        y = rng.integers(0, classes, n)
+        out[f"X_{split}"] = (centers[y] + rng.normal(0, 2, (n, features))).astype(np.float32)
+        out[f"y_{split}"] = y.astype(np.int64)
+    return out
+
+
+def plain_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, epochs: int) -> None:
+    X, y = torch.from_numpy(arrays["X_train"]), torch.from_numpy(arrays["y_train"])
+    Xv, yv = torch.from_numpy(arrays["X_val"]), torch.from_numpy(arrays["y_val"])
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(y)).split(batch_size):
+            loss = F.cross_entropy(net(X[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        total, correct = torch.zeros(()), torch.zeros(())
+        with torch.no_grad():
+            for start in range(0, len(yv), batch_size):
+                logits = net(Xv[start : start + batch_size])
+                total += F.cross_entropy(logits, yv[start : start + batch_size], reduction="sum")
+                correct += (logits.argmax(1) == yv[start : start + batch_size]).sum()
+        float(total), float(correct)  # the epoch's metrics, as a user would read them
+
+
+def glassnet_trainer(folder: Path, epochs: int) -> Any:
+    """A Trainer as pipeline.train.run builds it (config, callbacks, MLflow logger)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    from benchmarks.common import ROOT
+    from pipeline.lit import EpochSeed, History, WeightHistory
+
+    overrides = [
+        f"trainer.max_epochs={epochs}",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "trainer.enable_progress_bar=false",
+    ]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    logger = MLFlowLogger(
+        experiment_name="bench", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", log_model=False
+    )
+    callbacks = [
+        EpochSeed(0),
+        History(),
+        WeightHistory(),
+        ModelCheckpoint(dirpath=folder / "ckpt", filename="best", monitor="val_loss", save_last=True),
+        EarlyStopping(monitor="val_loss", mode="min", patience=10),
+    ]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_model_summary=False)
+
+
+def glassnet_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, trainer: Any) -> None:
+    from pipeline.train import fit
+
+    fit(net, partial(torch.optim.Adam, lr=1e-3), arrays, trainer, batch_size, seed=0)
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--samples", type=int, default=0, help="training rows (default 60,000)")
+    args = p.parse_args()
+    setup_logging()
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from pipeline.model import MLP, n_parameters
+
+    n_train, n_val, epochs, repeats = (2_000, 500, 1, 1) if args.quick else (60_000, 10_000, 3, args.repeats)
+    if args.samples:
+        n_train, n_val = args.samples, args.samples // 6
+    arrays = synthetic(n_train, n_val)
+    torch.manual_seed(0)
+    template = MLP(784, 10, [128], "relu", 0.2)
+    params = n_parameters(template)
+    gflop = 6 * params * n_train / 1e9
+    log.info(
+        "train_loop: %d x 784 train + %d val, MLP %d params, %d epochs per fit, torch threads %d, "
+        "%d repetitions, load %s",
+        n_train,
+        n_val,
+        params,
+        epochs,
+        torch.get_num_threads(),
+        repeats,
+        loadavg(),
+    )
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # Warm-up: first calls pay for lazy imports and allocator growth on both sides.
+        glassnet_fit(copy.deepcopy(template), arrays, 256, glassnet_trainer(Path(tmp) / "w", 1))
+        plain_fit(copy.deepcopy(template), arrays, 256, 1)
+        for batch_size in (256, 64):
+            plain, glass, ratios = [], [], []
+            for rep in range(repeats):
+                trainer = glassnet_trainer(Path(tmp) / f"{batch_size}-{rep}", epochs)
+                sides = {
+                    "plain": partial(plain_fit, copy.deepcopy(template), arrays, batch_size, epochs),
+                    "glassnet": partial(glassnet_fit, copy.deepcopy(template), arrays, batch_size, trainer),
+                }
+                order = ["plain", "glassnet"] if rep % 2 == 0 else ["glassnet", "plain"]
+                took = {}
+                for side in order:
+                    start = time.perf_counter()
+                    sides[side]()
+                    took[side] = (time.perf_counter() - start) / epochs
+                plain.append(took["plain"])
+                glass.append(took["glassnet"])
+                ratios.append(took["glassnet"] / took["plain"])
+            p, g, r = Stat(plain), Stat(glass), Stat(ratios)
+            rows.append(
+                [
+                    batch_size,
+                    p.fmt(),
+                    g.fmt(),
+                    f"{r.median:.2f}x [{r.lo:.2f}..{r.hi:.2f}]",
+                    f"{TARGETS[batch_size]:.2f}x",
+                    f"{gflop / p.median:.0f} / {gflop / g.median:.0f}",
+                ]
+            )
+    log.info("")
+    table(["batch", "plain s/epoch", "glassnet s/epoch", "ratio", "target", "GFLOP/s plain / glassnet"], rows)
+    log.info("load after: %s", loadavg())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The benchmark scripts keep running (tiny --quick mode). No timing is asserted: only that each
+prints its side-by-side table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def bench(name: str, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--quick", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, f"{name} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+def test_train_loop() -> None:
+    out = bench("train_loop")
+    assert "| batch" in out and "GFLOP/s" in out
+    assert "| 256" in out and "| 64" in out
+
+
+def test_explain() -> None:
+    out = bench("explain")
+    assert "shap.DeepExplainer (plain call)" in out and "glassnet (pipeline.fast_deep)" in out
+
+
+@pytest.mark.slow  # a whole `dvc repro` in a temporary copy of the project
+def test_startup() -> None:
+    out = bench("startup")
+    for stage in ("prepare", "train", "evaluate", "explain", "visualize", "report"):
+        assert f"| {stage}" in out
+    assert "cold `dvc repro`" in out and "no-op `dvc repro`" in out and "PNGs embedded" in out
+
+
+@pytest.mark.slow  # four fresh processes, each importing Lightning
+def test_scale() -> None:
+    out = bench("scale")
+    assert "| 1,000" in out and "| 2,000" in out and "peak RSS" in out
