@@ -2,7 +2,7 @@
 
     python -m pipeline.compare                              # every run of tracking.experiment
     python -m pipeline.compare compare.metric=test_macro_f1
-    python -m pipeline.compare compare.run_name_prefix=sweep- compare.filter="tags.sweep = 'lr'"
+    python -m pipeline.compare compare.run_name_prefix=sweep- "compare.filter=\"tags.sweep = 'lr'\""
 
 Reads everything from MLflow (runs of `dvc exp run`, `dvc exp run --queue`,
 Hydra multirun sweeps alike): a sortable leaderboard, each varying

@@ -215,6 +215,16 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def run_exists(uri: str, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(uri).get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
 def end_run(uri: str, run_id: str, status: str) -> None:
     """Mark a run FAILED or KILLED (best effort: the store may be what failed)."""
     try:

@@ -142,6 +142,11 @@ def run(cfg: Config) -> dict[str, Any]:
     # failed or killed run leaves the previous outputs alone, and `train.resume=true` continues it.
     partial = layout.checkpoint_dir(cfg).with_name("checkpoints.partial")
     ckpt_path, resumed_run = resume_point(cfg, partial)
+    if resumed_run is not None and not tracking.run_exists(uri, resumed_run):
+        log.warning(
+            "The interrupted run's MLflow run %s is not in %s: logging to a new run", resumed_run, uri
+        )
+        resumed_run = None
     if ckpt_path is None:
         shutil.rmtree(partial, ignore_errors=True)
     logger = MLFlowLogger(

@@ -107,7 +107,7 @@ def test_hydra_multirun_makes_one_run_per_job_grouped_by_sweep(prepared: Path, t
         "compare",
         "compare.metric=best_val_loss",
         "compare.higher_is_better=false",
-        f"compare.filter=tags.sweep = '{sweep}'",
+        f"compare.filter=\"tags.sweep = '{sweep}'\"",
         f"tracking.uri={db}",
         cwd=tmp_path,
     )
