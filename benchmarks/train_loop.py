@@ -72,8 +72,9 @@ def plain_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: i
         float(total), float(correct)  # the epoch's metrics, as a user would read them
 
 
-def glassnet_trainer(folder: Path, epochs: int) -> Any:
-    """A Trainer as pipeline.train.run builds it (config, callbacks, MLflow logger)."""
+def glassnet_trainer(folder: Path, epochs: int) -> tuple[Any, int]:
+    """A Trainer as pipeline.train.run builds it (config, callbacks, MLflow logger), and the
+    configured mini-batches per Lightning step."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -100,13 +101,25 @@ def glassnet_trainer(folder: Path, epochs: int) -> Any:
         ModelCheckpoint(dirpath=folder / "ckpt", filename="best", monitor="val_loss", save_last=True),
         EarlyStopping(monitor="val_loss", mode="min", patience=10),
     ]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_model_summary=False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_model_summary=False)
+    return trainer, int(cfg.train.batches_per_step)
 
 
-def glassnet_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, trainer: Any) -> None:
+def glassnet_fit(
+    net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, trainer: tuple[Any, int]
+) -> None:
     from pipeline.train import fit
 
-    fit(net, partial(torch.optim.Adam, lr=1e-3), arrays, trainer, batch_size, seed=0)
+    lightning, per_step = trainer
+    fit(
+        net,
+        partial(torch.optim.Adam, lr=1e-3),
+        arrays,
+        lightning,
+        batch_size,
+        seed=0,
+        batches_per_step=per_step,
+    )
 
 
 def main() -> None:

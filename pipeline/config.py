@@ -85,6 +85,7 @@ class TrainerConfig:
 @dataclass
 class TrainConfig:
     batch_size: int = 64
+    batches_per_step: int = 16
     early_stopping_patience: int = 10
     objective: Objective = Objective.best_val_loss
     resume: bool = False
@@ -202,6 +203,7 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("optim.weight_decay", lambda v: v >= 0, "non-negative"),
     ("trainer.max_epochs", lambda v: v >= 1, "at least 1"),
     ("train.batch_size", lambda v: v >= 1, "at least 1"),
+    ("train.batches_per_step", lambda v: v >= 1, "at least 1"),
     ("train.early_stopping_patience", lambda v: v >= 1, "at least 1"),
     ("evaluate.calibration_bins", lambda v: v >= 1, "at least 1"),
     ("explain.n_samples", lambda v: v >= 1, "at least 1"),

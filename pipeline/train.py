@@ -67,14 +67,20 @@ def fit(
     batch_size: int,
     seed: int,
     ckpt_path: Path | None = None,
+    batches_per_step: int = 1,
 ) -> Classifier:
-    """Core: fit ``net`` on the train split, validating on val each epoch (from a checkpoint if given)."""
+    """Core: fit ``net`` on the train split, validating on val each epoch (from a checkpoint if given).
+
+    ``batches_per_step`` mini-batches go through each Lightning step (see lit.Classifier); the
+    result does not depend on it, only the time Lightning's per-step machinery takes.
+    """
     tensors = {key: torch.from_numpy(value) for key, value in arrays.items()}
-    module = Classifier(net, optimizer)
+    module = Classifier(net, optimizer, batch_size)
+    chunk = batches_per_step
     trainer.fit(
         module,
-        train_dataloaders=batches(tensors["X_train"], tensors["y_train"], batch_size, True, seed),
-        val_dataloaders=batches(tensors["X_val"], tensors["y_val"], batch_size, False),
+        train_dataloaders=batches(tensors["X_train"], tensors["y_train"], batch_size, True, seed, chunk),
+        val_dataloaders=batches(tensors["X_val"], tensors["y_val"], batch_size, False, chunk=chunk),
         ckpt_path=ckpt_path,
     )
     return module
@@ -180,7 +186,16 @@ def run(cfg: Config) -> dict[str, Any]:
     run_id = str(logger.run_id)
     started = datetime.now(timezone.utc)
     try:
-        fit(net, optimizer_factory(cfg), arrays, trainer, cfg.train.batch_size, cfg.seed, ckpt_path)
+        fit(
+            net,
+            optimizer_factory(cfg),
+            arrays,
+            trainer,
+            cfg.train.batch_size,
+            cfg.seed,
+            ckpt_path,
+            cfg.train.batches_per_step,
+        )
         check_finite(history.rows)
         if not trainer.is_global_zero:
             # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
