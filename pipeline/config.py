@@ -170,6 +170,7 @@ class PathsConfig:
     report: str = "reports/index.html"
     visualize: str = "artifacts/visualize"
     visualize_metrics: str = "artifacts/metrics/visualize.json"
+    published: str = "artifacts/published.json"
 
 
 @dataclass

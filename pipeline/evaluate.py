@@ -172,8 +172,13 @@ def run(cfg: Config) -> dict[str, Any]:
         [(r["confidence"], r["accuracy"], r["count"]) for r in result["reliability"]],
     )
 
-    tracking.log_metrics(run_info, {f"test_{k}": v for k, v in result["metrics"].items()})
-    tracking.log_artifacts(run_info, [*figures, layout.evaluation_file(cfg)], "evaluate")
+    tracking.record(
+        layout.mlflow_record(cfg.paths.evaluate),
+        run_info,
+        {f"test_{k}": v for k, v in result["metrics"].items()},
+        [*figures, layout.evaluation_file(cfg)],
+        "evaluate",
+    )
     m = result["metrics"]
     log.info(
         "Test accuracy %.4f, macro F1 %.4f, log loss %.4f, ECE %.4f on %d samples",

@@ -592,8 +592,8 @@ def run(cfg: Config) -> dict[str, Any]:
     figures = draw(cfg, summary, result, arrays["X_test_raw"], folder)
     io.write_npz(layout.shap_file(cfg), **result)
     io.write_json(cfg.paths.explain_metrics, metrics)
-    tracking.log_metrics(run_info, {f"shap_{k}": v for k, v in metrics.items() if np.isfinite(v)})
-    tracking.log_artifacts(run_info, figures, "explain")
+    record = layout.mlflow_record(cfg.paths.explain)
+    tracking.record(record, run_info, {f"shap_{k}": v for k, v in metrics.items()}, figures, "explain")
     log.info(
         "SHAP (%s) on %d samples vs %d background rows in %.1f s: additivity error max %.2e; "
         "faithfulness area %.3f; agreement with Integrated Gradients: median Spearman %.2f",

@@ -47,5 +47,10 @@ def network_file(cfg: Config) -> Path:
     return Path(cfg.paths.visualize) / "network.json"
 
 
+def mlflow_record(folder: str) -> Path:
+    """What a stage hands to the publish stage for MLflow (see tracking.record)."""
+    return Path(folder) / "mlflow.json"
+
+
 def figure_dir(folder: str) -> Path:
     return Path(folder) / "figures"

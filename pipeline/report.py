@@ -547,8 +547,6 @@ def run(cfg: Config) -> Path:
     html = render_report(context)
     out = Path(cfg.paths.report)
     io.write_text(out, html)
-    run_info = tracking.load_run(layout.run_file(cfg))
-    tracking.log_artifacts(run_info, [out], "report")
     log.info("Report written to %s (%.0f kB)", out.resolve(), len(html.encode()) / 1024)
     return out
 

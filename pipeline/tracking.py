@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import re
 import subprocess
@@ -294,6 +295,38 @@ def set_tags(run: RunInfo, tags: dict[str, str]) -> None:
 def log_artifacts(run: RunInfo, paths: list[Path], artifact_path: str) -> None:
     mlf = client(run.tracking_uri)
     for path in paths:
+        mlf.log_artifact(run.run_id, str(path), artifact_path)
+
+
+# Importing MLflow and opening its SQLite store costs ~2 s per process, which four stages paid
+# just to log a few numbers and figures. Instead evaluate, explain and visualize write down what
+# they have for MLflow (a small JSON "record" beside their outputs, without importing MLflow)
+# and the publish stage logs it all, and the report, in one process.
+
+
+def record(
+    path: Path, run: RunInfo, metrics: dict[str, float], artifacts: list[Path], artifact_path: str
+) -> None:
+    """Write what a stage gives to MLflow: prefixed metrics (finite ones) and artifact files."""
+    from pipeline import io
+
+    io.write_json(
+        path,
+        {
+            "run_id": run.run_id,
+            "artifact_path": artifact_path,
+            "metrics": {key: float(value) for key, value in metrics.items() if math.isfinite(value)},
+            "artifacts": [str(artifact) for artifact in artifacts],
+        },
+    )
+
+
+def publish(run: RunInfo, metrics: dict[str, float], artifacts: list[tuple[Path, str]]) -> None:
+    """Log ``metrics`` in one request and each (file, artifact folder) to the run."""
+    if metrics:
+        log_metrics(run, metrics)
+    mlf = client(run.tracking_uri)
+    for path, artifact_path in artifacts:
         mlf.log_artifact(run.run_id, str(path), artifact_path)
 
 

@@ -338,8 +338,8 @@ def run(cfg: Config) -> dict[str, float]:
     io.write_json(layout.network_file(cfg), network_record(net, result, summary, arrays["y_test"]))
     # NaN (e.g. a silhouette with one class) is not valid JSON for DVC: write null instead.
     io.write_json(cfg.paths.visualize_metrics, {k: v if np.isfinite(v) else None for k, v in metrics.items()})
-    tracking.log_metrics(run_info, {f"viz_{k}": v for k, v in metrics.items() if np.isfinite(v)})
-    tracking.log_artifacts(run_info, figures, "visualize")
+    record = layout.mlflow_record(cfg.paths.visualize)
+    tracking.record(record, run_info, {f"viz_{k}": v for k, v in metrics.items()}, figures, "visualize")
     log.info(
         "Visualized %s: %s; %d figures in %.1f s -> %s",
         summary["dataset"],

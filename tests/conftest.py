@@ -61,7 +61,7 @@ def make_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., C
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, dict[str, Any]]]:
     """Every stage runs once, in-process, on the digits with small settings."""
-    from pipeline import evaluate, explain, prepare, report, train, visualize
+    from pipeline import evaluate, explain, prepare, publish, report, train, visualize
 
     folder = tmp_path_factory.mktemp("run")
     old = os.getcwd()
@@ -75,6 +75,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config
             "explain": explain.run(cfg),
             "visualize": visualize.run(cfg),
             "report": report.run(cfg),
+            "publish": publish.run(cfg),
         }
         yield cfg, results
     finally:
@@ -84,7 +85,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config
 @pytest.fixture(scope="session")
 def compared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path, list[str]]]:
     """Three real runs with different hidden sizes, then the comparison page."""
-    from pipeline import compare, evaluate, explain, prepare, train
+    from pipeline import compare, evaluate, explain, prepare, publish, train
 
     folder = tmp_path_factory.mktemp("compare")
     old = os.getcwd()
@@ -100,6 +101,7 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Pa
             run_ids.append(train.run(cfg)["run_id"])
             evaluate.run(cfg)
             explain.run(cfg)
+            publish.run(cfg)
         cfg = make_config(folder)
         yield cfg, compare.run(cfg), run_ids
     finally:

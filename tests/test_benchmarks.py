@@ -41,7 +41,7 @@ def test_explain() -> None:
 @pytest.mark.slow  # a whole `dvc repro` in a temporary copy of the project
 def test_startup() -> None:
     out = bench("startup")
-    for stage in ("prepare", "train", "evaluate", "explain", "visualize", "report"):
+    for stage in ("prepare", "train", "evaluate", "explain", "visualize", "report", "publish"):
         assert f"| {stage}" in out
     assert "cold `dvc repro`" in out and "no-op `dvc repro`" in out and "PNGs embedded" in out
 

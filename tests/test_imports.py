@@ -1,5 +1,6 @@
 """A stage imports only what it uses: prepare and report never load Lightning or SHAP (3 s and
-1.5 s of every run), and no stage loads seaborn. Each stage runs in a fresh interpreter and the
+1.5 s of every run), only train and publish load MLflow (~2 s with its store), and no stage
+loads seaborn. Each stage runs in a fresh interpreter and the
 modules it loaded are listed."""
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from tests.conftest import ROOT
 
 NEVER = {
     "prepare": ("pytorch_lightning", "lightning_fabric", "shap", "torch", "mlflow", "seaborn"),
-    "report": ("pytorch_lightning", "lightning_fabric", "shap", "torch", "seaborn"),
-    "evaluate": ("pytorch_lightning", "shap", "seaborn"),
-    "explain": ("pytorch_lightning", "seaborn"),
+    "report": ("pytorch_lightning", "lightning_fabric", "shap", "torch", "mlflow", "seaborn"),
+    "evaluate": ("pytorch_lightning", "shap", "mlflow", "seaborn"),
+    "explain": ("pytorch_lightning", "mlflow", "seaborn"),
+    "visualize": ("pytorch_lightning", "shap", "mlflow", "seaborn"),
+    "publish": ("pytorch_lightning", "shap", "torch", "seaborn"),
 }
 
 RUN = """
@@ -50,7 +53,7 @@ def test_prepare_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert not loaded & set(NEVER["prepare"]), sorted(loaded & set(NEVER["prepare"]))
 
 
-@pytest.mark.parametrize("stage", ["evaluate", "explain", "report"])
+@pytest.mark.parametrize("stage", ["evaluate", "explain", "visualize", "report", "publish"])
 def test_stage_imports_only_what_it_uses(stage: str, small_run: tuple[Config, dict[str, Any]]) -> None:
     cfg, _ = small_run
     folder = Path(cfg.paths.prepare).parents[1]  # <folder>/artifacts/prepare

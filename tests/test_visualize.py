@@ -232,7 +232,7 @@ def _synthetic_tabular(cfg: Config, n: int = 240) -> None:
 
 @pytest.mark.slow
 def test_stage_and_report_on_tabular_data(make_cfg: Callable[..., Config]) -> None:
-    from pipeline import evaluate, explain, report, train
+    from pipeline import evaluate, explain, publish, report, train
     from tests.test_report import parse
 
     cfg = make_cfg(
@@ -246,6 +246,7 @@ def test_stage_and_report_on_tabular_data(make_cfg: Callable[..., Config]) -> No
     evaluate.run(cfg)
     explain.run(cfg)
     metrics = visualize.run(cfg)
+    publish.run(cfg)
     out = _check_stage(cfg, TABULAR_FIGURES)
     assert set(metrics) >= {"layer1_saturated_fraction", "layer2_saturated_fraction", "n_parameters"}
     assert "layer1_dead_fraction" not in metrics

@@ -211,7 +211,7 @@ def test_pipeline_against_a_tracking_server(mlflow_server: str, tmp_path: Path) 
         "explain.n_background=16",
         "report.dpi=50",
     ]
-    for name in ("prepare", "train", "evaluate", "explain", "visualize", "report"):
+    for name in ("prepare", "train", "evaluate", "explain", "visualize", "report", "publish"):
         stage(name, *small, cwd=work, env=env)
     assert not (work / "mlflow.db").exists() and not (work / "mlruns").exists()
 
