@@ -242,6 +242,9 @@ class Classifier(pl.LightningModule):
             self._sums.pop("val", None)  # the sanity check's few batches are not an epoch
             return
         self.log_epoch("val")
+        # Validation runs once the epoch's training is done, so its metrics are complete too:
+        # logging them now makes one MLflow request per epoch instead of two (~10 ms each).
+        self.log_epoch("train")
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")

@@ -47,6 +47,7 @@ def test_startup() -> None:
 
 
 @pytest.mark.slow  # four fresh processes, each importing Lightning
-def test_scale() -> None:
-    out = bench("scale")
+def test_scale(tmp_path: Path) -> None:
+    out = bench("scale", "--plot", str(tmp_path / "scale.png"))
     assert "| 1,000" in out and "| 2,000" in out and "peak RSS" in out
+    assert (tmp_path / "scale.png").read_bytes().startswith(b"\x89PNG")
