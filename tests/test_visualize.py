@@ -91,6 +91,16 @@ def test_projection_shapes_and_small_inputs() -> None:
         assert points.shape == (20, 2) and np.isfinite(points).all()
 
 
+def test_projections_in_parallel_equal_one_at_a_time() -> None:
+    rng = np.random.default_rng(1)
+    jobs = {(m, name): rng.normal(size=(40, d)) for m in ("pca", "tsne") for name, d in (("a", 30), ("b", 8))}
+    together = visualize.project_all(jobs, seed=3, perplexity=10.0, pca_dims=10)
+    assert list(together) == list(jobs)
+    for (method, name), X in jobs.items():
+        alone = visualize.project(X, method, seed=3, perplexity=10.0, pca_dims=10)
+        assert np.array_equal(together[(method, name)], alone), (method, name)
+
+
 def test_tile_lays_images_out_row_by_row() -> None:
     images = np.arange(3 * 2 * 2, dtype=float).reshape(3, 2, 2)
     mosaic = net_figs.tile(images, cols=2)
