@@ -19,6 +19,7 @@ rows for later stages start from a copy of the session's small trained run.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import shutil
@@ -53,6 +54,7 @@ OLD_OUTPUTS = {
     "evaluate": ["artifacts/evaluate/evaluation.json", "artifacts/metrics/evaluate.json"],
     "explain": ["artifacts/explain/shap.npz", "artifacts/metrics/explain.json"],
     "report": ["reports/index.html"],
+    "publish": ["artifacts/published.json"],
 }
 
 
@@ -105,6 +107,12 @@ def cut_gzip(name: str) -> Callable[[Path], None]:
         (d / name).unlink()
 
     return change
+
+
+def forget_run(folder: Path) -> None:
+    """run.json names an MLflow run the store does not have (e.g. the store was deleted)."""
+    run = folder / "artifacts/train/run.json"
+    run.write_text(run.read_text().replace(json.loads(run.read_text())["run_id"], "0" * 32))
 
 
 def replace_by_directory(name: str) -> Callable[[Path], None]:
@@ -345,6 +353,20 @@ CASES = [
         [],
         ["does not exist", "run the 'evaluate' stage first"],
         copy=("prepare", "train"),
+    ),
+    Case(
+        "publish-before-train",
+        "publish",
+        [],
+        ["run.json' does not exist", "run the 'train' stage first"],
+    ),
+    Case(
+        "publish-run-missing-from-the-store",
+        "publish",
+        [],
+        [r"MLflow run 0{32}", "is not in the store", r"dvc repro --force train"],
+        copy=("train",),
+        setup=forget_run,
     ),
     Case(
         "explain-samples-above-test-size",
