@@ -344,13 +344,23 @@ def faithfulness(
     }
 
 
+def average_ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks 1..F within each row of ``a``, tied values sharing their average rank (as
+    scipy.stats.rankdata(a, axis=1), whose import cost the explain stage 0.6 s)."""
+    ranks = np.empty(a.shape, dtype=np.float64)
+    for i, row in enumerate(a):
+        _, inverse, counts = np.unique(row, return_inverse=True, return_counts=True)
+        # Values sorted ascending occupy ranks (end - count + 1) .. end: their mean is below.
+        ends = np.cumsum(counts)
+        ranks[i] = (ends - (counts - 1) / 2)[inverse]
+    return ranks
+
+
 def rank_agreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman rank correlation of each row of ``a`` with the same row of ``b`` (ties get their
     average rank); NaN for a row where either is constant (no ranking to compare)."""
-    from scipy.stats import rankdata
-
-    ra = rankdata(a, axis=1)
-    rb = rankdata(b, axis=1)
+    ra = average_ranks(np.asarray(a, dtype=np.float64))
+    rb = average_ranks(np.asarray(b, dtype=np.float64))
     ra -= ra.mean(axis=1, keepdims=True)
     rb -= rb.mean(axis=1, keepdims=True)
     denom = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))

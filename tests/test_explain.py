@@ -108,6 +108,16 @@ def test_split_examples_and_extra_mistakes() -> None:
     assert explain.extra_mistakes(y_true, y_pred, np.array([0, 1]), -3).tolist() == []
 
 
+def test_average_ranks_match_scipy_with_ties() -> None:
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, size=(30, 12)).astype(float)  # many ties
+    a[3] = 2.0  # a constant row
+    assert np.array_equal(explain.average_ranks(a), rankdata(a, axis=1))
+    assert explain.average_ranks(np.array([[0.5, -1.0, 0.5, 3.0]])).tolist() == [[2.5, 1.0, 2.5, 4.0]]
+
+
 def test_rank_agreement_known_answers() -> None:
     a = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [0.1, 0.3, 0.2, 0.4], [1.0, 1.0, 1.0, 1.0]])
     b = np.array([[10.0, 20.0, 30.0, 40.0], [4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
