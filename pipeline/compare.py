@@ -97,8 +97,6 @@ def draw(
     folder: Path,
     dpi: int,
 ) -> dict[str, list[Any]]:
-    import matplotlib.pyplot as plt
-
     from pipeline.plots import compare as figs
     from pipeline.plots import save_png
 
@@ -108,7 +106,6 @@ def draw(
             [r.params.get(key, "—") for r in ranked], [r.metrics[metric] for r in ranked], key, metric
         )
         path = save_png(fig, folder / f"param_{i}.png", dpi)
-        plt.close(fig)
         text = (
             f"{key} against {metric}",
             FIGURE_TEXT["param"],
@@ -118,7 +115,6 @@ def draw(
     if histories:
         fig = figs.overlaid_curves(histories, "validation loss")
         path = save_png(fig, folder / "curves.png", dpi)
-        plt.close(fig)
         text = (
             "Training curves",
             FIGURE_TEXT["curves"],

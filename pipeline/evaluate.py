@@ -119,8 +119,6 @@ def draw(
     result: dict[str, Any], history: list[dict[str, float]], class_names: list[str], folder: Path, dpi: int
 ) -> list[Path]:
     """Every figure of this stage, saved as PNG; returns their paths."""
-    import matplotlib.pyplot as plt
-
     from pipeline.plots import evaluation as figs
     from pipeline.plots import save_png
 
@@ -142,7 +140,6 @@ def draw(
     paths = []
     for name, fig in figures.items():
         paths.append(save_png(fig, folder / f"{name}.png", dpi))
-        plt.close(fig)
     return paths
 
 

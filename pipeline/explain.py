@@ -433,8 +433,6 @@ def draw(
     cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], raw_test: np.ndarray, folder: Path
 ) -> list[Path]:
     """The stage's figures; ``raw_test`` is the whole unscaled test split (``rows`` index it)."""
-    import matplotlib.pyplot as plt
-
     from pipeline.plots import attribution as figs
     from pipeline.plots import save_png
 
@@ -482,7 +480,6 @@ def draw(
     paths = []
     for name, fig in figures.items():
         paths.append(save_png(fig, folder / f"{name}.png", cfg.report.dpi))
-        plt.close(fig)
     return paths
 
 

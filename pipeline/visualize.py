@@ -250,8 +250,6 @@ def draw(
     result: dict[str, Any],
     folder: Path,
 ) -> list[Path]:
-    import matplotlib.pyplot as plt
-
     from pipeline.plots import activations as act_figs
     from pipeline.plots import network as net_figs
     from pipeline.plots import save_png
@@ -309,7 +307,6 @@ def draw(
     for name, fig in figures.items():
         t = time.perf_counter()
         paths.append(save_png(fig, folder / f"{name}.png", cfg.report.dpi))
-        plt.close(fig)
         log.debug("figure %s saved in %.2f s", name, time.perf_counter() - t)
     return paths
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from pipeline.plots import subplots
 
 
 class _Layer(Protocol):
@@ -18,7 +20,7 @@ class _Layer(Protocol):
 
 
 def _class_colours(n: int) -> list[Any]:
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(k % cmap.N) for k in range(n)]
 
 
@@ -31,7 +33,7 @@ def activation_distributions(
     from pipeline import stats
 
     n = len(layers)
-    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 5.4), squeeze=False)
+    fig, axes = subplots(2, n, figsize=(4.2 * n, 5.4), squeeze=False)
     for i, (layer, row) in enumerate(zip(layers, layer_stats, strict=True)):
         top, bottom = axes[0, i], axes[1, i]
         top.hist(layer.post.ravel(), bins=60, color="C0")
@@ -63,7 +65,7 @@ def activation_distributions(
 def class_activation_heatmap(layers: Sequence[tuple[str, np.ndarray]], class_names: Sequence[str]) -> Figure:
     """Mean activation of each hidden unit (columns, already ordered) for each class (rows)."""
     n = len(layers)
-    fig, axes = plt.subplots(n, 1, figsize=(10, (0.3 * len(class_names) + 1.3) * n), squeeze=False)
+    fig, axes = subplots(n, 1, figsize=(10, (0.3 * len(class_names) + 1.3) * n), squeeze=False)
     for ax, (label, means) in zip(axes[:, 0], layers, strict=True):
         image = ax.imshow(means, aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set_yticks(np.arange(len(class_names)), list(class_names), fontsize=7)
@@ -81,7 +83,7 @@ def projections(
     separation: Mapping[str, float],
 ) -> Figure:
     """2x2: PCA (top) and t-SNE (bottom) of the inputs (left) and of the last hidden layer (right)."""
-    fig, axes = plt.subplots(2, 2, figsize=(9.5, 8.5))
+    fig, axes = subplots(2, 2, figsize=(9.5, 8.5))
     colours = _class_colours(len(class_names))
     titles = {"inputs": "inputs", "hidden": "last hidden layer"}
     for r, method in enumerate(("pca", "tsne")):
@@ -139,7 +141,7 @@ def error_gallery_images(
     n = len(images)
     cols = min(n, 6)
     rows = int(np.ceil(n / cols))
-    fig = plt.figure(figsize=(1.9 * cols, 3.4 * rows))
+    fig = Figure(figsize=(1.9 * cols, 3.4 * rows))
     grid = fig.add_gridspec(2 * rows, cols, height_ratios=[2.2, 1.0] * rows, hspace=0.75, wspace=0.35)
     for i in range(n):
         r, c = divmod(i, cols)
@@ -168,7 +170,7 @@ def error_gallery_table(
     """Tabular data: per error, the class probabilities (left) and the ``top`` features whose
     values are most unusual (largest |standardized value|), with their raw values (right)."""
     n = len(raw)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         n,
         2,
         figsize=(9.5, max(1.6, 0.25 * len(class_names) + 0.9) * n),

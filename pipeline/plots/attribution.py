@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+
+from pipeline.plots import subplots
 
 
 def _symmetric_limit(values: np.ndarray) -> float:
@@ -20,7 +22,7 @@ def class_importance_maps(
     n = len(class_names)
     cols = min(n, 5)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows), squeeze=False)
     vmax = float(importance.max()) or 1.0
     image = None
     for k, ax in enumerate(axes.flat):
@@ -39,7 +41,7 @@ def example_maps(
     """Each sample: the input image, then its SHAP map for the predicted class
     (red raises the class score, blue lowers it), overlaid on the faint digit."""
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 4.0), squeeze=False)
+    fig, axes = subplots(2, n, figsize=(1.8 * n, 4.0), squeeze=False)
     limit = _symmetric_limit(attributions)
     shade = None
     for i in range(n):
@@ -69,8 +71,8 @@ def feature_importance_bars(
     total = importance.sum(axis=0)  # (features,)
     order = np.argsort(total)[::-1][:top]
     y = np.arange(len(order))[::-1]
-    fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(order) + 1.4))
-    colors = plt.get_cmap("tab10" if n_classes <= 10 else "tab20")
+    fig, ax = subplots(figsize=(6.5, 0.3 * len(order) + 1.4))
+    colors = colormaps["tab10" if n_classes <= 10 else "tab20"]
     left = np.zeros(len(order))
     names = class_names if class_names is not None else [str(k) for k in range(n_classes)]
     for k in range(n_classes):
@@ -100,7 +102,7 @@ def beeswarm(
 
     n_panels = min(values.shape[2], max_classes)
     n_rows = min(values.shape[1], max_display)
-    fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 0.42 * n_rows + 1.6), squeeze=False)
+    fig, axes = subplots(1, n_panels, figsize=(5.5 * n_panels, 0.42 * n_rows + 1.6), squeeze=False)
     for k, ax in enumerate(axes.flat):
         explanation = shap.Explanation(values=values[:, :, k], data=data, feature_names=list(feature_names))
         # shap draws on the axes it is given; plot_size=None keeps our figure's size.
@@ -134,7 +136,7 @@ def waterfalls(
     cols = min(n, 2)
     rows = int(np.ceil(n / cols))
     shown = min(max_display, attributions.shape[1])
-    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, (0.38 * shown + 1.3) * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(6.2 * cols, (0.38 * shown + 1.3) * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.set_axis_off()
@@ -178,7 +180,7 @@ def faithfulness_curves(
 ) -> Figure:
     """Accuracy as features are removed most-important-first (by |SHAP|) and in random order;
     the shaded area between the curves is the faithfulness area."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     ax.fill_between(fractions, guided, random, color="#9467bd", alpha=0.18, label="area between")
     ax.fill_between(fractions, random - random_std, random + random_std, color="#7f7f7f", alpha=0.15)
     ax.plot(fractions, random, "o-", color="#7f7f7f", ms=3, label="random order (mean ± sd)")
@@ -196,7 +198,7 @@ def faithfulness_curves(
 def rank_agreement_hist(rho: np.ndarray) -> Figure:
     """Histogram of per-sample Spearman correlations between SHAP and Integrated Gradients."""
     finite = rho[np.isfinite(rho)]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = subplots(figsize=(6, 3.6))
     ax.hist(finite, bins=np.linspace(-1, 1, 41).tolist(), color="#2ca02c", alpha=0.8)
     if len(finite):
         ax.axvline(float(np.median(finite)), color="#222222", lw=1.2, label=f"median {np.median(finite):.2f}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+
+from pipeline.plots import subplots
 
 
 def _as_numbers(values: Sequence[str]) -> np.ndarray | None:
@@ -22,7 +23,7 @@ def param_vs_metric(values: Sequence[str], scores: Sequence[float], param: str, 
     Numeric values get a numeric axis (logarithmic when they span more than two
     decades, as learning rates do); anything else is treated as categories.
     """
-    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    fig, ax = subplots(figsize=(4.6, 3.2))
     numbers = _as_numbers(values)
     if numbers is not None and len(set(numbers.tolist())) > 1:
         ax.scatter(numbers, scores, s=36, zorder=3)
@@ -43,7 +44,7 @@ def param_vs_metric(values: Sequence[str], scores: Sequence[float], param: str, 
 
 def overlaid_curves(curves: Mapping[str, Sequence[float]], ylabel: str) -> Figure:
     """One line per run over epochs."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = subplots(figsize=(6.4, 3.4))
     for label, values in curves.items():
         ax.plot(range(len(values)), values, marker="o", markersize=2.5, label=label)
     ax.set_xlabel("epoch")

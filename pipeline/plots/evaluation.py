@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+
+from pipeline.plots import subplots
 
 
 def training_curves(history: Sequence[dict[str, float]]) -> Figure:
     """Loss and accuracy per epoch, train vs validation, side by side."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(9, 3.4))
     epochs = [row["epoch"] for row in history]
     for ax, metric, label in ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "acc", "accuracy")):
         for split, style in (("train", "-o"), ("val", "-s")):
@@ -31,7 +32,7 @@ def confusion_matrix(cm: np.ndarray, labels: Sequence[str]) -> Figure:
     """Counts of (true, predicted) pairs; the diagonal is correct, off-diagonal cells are errors."""
     # Plain matplotlib: seaborn's heatmap looked the same and its import cost ~1 s per evaluate run.
     size = max(4.0, 0.45 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    fig, ax = subplots(figsize=(size, size * 0.85))
     image = ax.imshow(cm, cmap="Blues", vmin=0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ticks = np.arange(len(labels))
@@ -53,7 +54,7 @@ def per_class_scores(
     labels: Sequence[str], precision: Sequence[float], recall: Sequence[float], f1: Sequence[float]
 ) -> Figure:
     """Grouped bars of precision, recall and F1 per class."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(labels) + 2), 3.2))
+    fig, ax = subplots(figsize=(max(5.0, 0.6 * len(labels) + 2), 3.2))
     x = np.arange(len(labels))
     width = 0.27
     for offset, values, name in ((-width, precision, "precision"), (0, recall, "recall"), (width, f1, "F1")):
@@ -72,7 +73,7 @@ def reliability_diagram(
     confidence: Sequence[float], accuracy: Sequence[float], counts: Sequence[int], ece: float
 ) -> Figure:
     """Accuracy against confidence per bin; a calibrated model follows the diagonal."""
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    fig, ax = subplots(figsize=(4.2, 4.0))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     sizes = 20 + 200 * np.asarray(counts) / max(1, max(counts))
     ax.scatter(confidence, accuracy, s=sizes, zorder=3, label="bins (size = samples)")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+from pipeline.plots import subplots
 
 # Fill colour per kind of block in the architecture diagram.
 _BLOCK_COLOURS = {
@@ -39,7 +41,7 @@ def _block_text(spec: Mapping[str, Any], image_shape: Sequence[int] | None) -> s
 def architecture(specs: Sequence[Mapping[str, Any]], image_shape: Sequence[int] | None = None) -> Figure:
     """Blocks left to right, one per layer; block height grows with the layer's width."""
     n = len(specs)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.35 * n), 3.6))
+    fig, ax = subplots(figsize=(max(6.0, 1.35 * n), 3.6))
     widest = max(float(s["width"]) for s in specs)
     step, box_w = 1.5, 1.15
     for i, spec in enumerate(specs):
@@ -83,7 +85,7 @@ def activation_functions(
     """Each activation function (solid) and its derivative (dashed), over the histogram
     of the values actually fed into it on the test set (grey)."""
     n = len(curves)
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.3), squeeze=False)
+    fig, axes = subplots(1, n, figsize=(4.6 * n, 3.3), squeeze=False)
     for ax, (name, (f, df)) in zip(axes[0], curves.items(), strict=True):
         if pre_activations is not None and pre_activations.size:
             back = ax.twinx()
@@ -108,7 +110,7 @@ def activation_functions(
 
 def weight_distributions(layers: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> Figure:
     """Violins of each Linear layer's weights (left) and biases (right)."""
-    fig, (ax_w, ax_b) = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    fig, (ax_w, ax_b) = subplots(1, 2, figsize=(9.5, 3.6))
     labels = [f"{name}\n{w.shape[1]}→{w.shape[0]}" for name, w, _ in layers]
     positions = np.arange(1, len(layers) + 1)
     for ax, index, what in ((ax_w, 1, "weights"), (ax_b, 2, "biases")):
@@ -158,9 +160,9 @@ def unit_weight_images(weights: np.ndarray, image_shape: Sequence[int]) -> Figur
     cols = min(len(weights), 8)
     mosaic = tile(weights.reshape(len(weights), h, w), cols)
     rows = int(np.ceil(len(weights) / cols))
-    fig, ax = plt.subplots(figsize=(1.0 * cols + 1.4, 1.0 * rows + 0.4))
+    fig, ax = subplots(figsize=(1.0 * cols + 1.4, 1.0 * rows + 0.4))
     limit = float(np.abs(weights).max()) or 1.0
-    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="white")
+    cmap = colormaps["RdBu_r"].with_extremes(bad="white")
     image = ax.imshow(mosaic, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
     ax.set_xticks(
         [c * (w + 1) + (w - 1) / 2 for c in range(cols)], [f"+{c}" for c in range(cols)], fontsize=7
@@ -180,7 +182,7 @@ def unit_weight_images(weights: np.ndarray, image_shape: Sequence[int]) -> Figur
 def unit_weight_heatmap(weights: np.ndarray, feature_names: Sequence[str]) -> Figure:
     """Tabular inputs: first-layer weights as a (units x features) heatmap with feature names."""
     n_units, n_features = weights.shape
-    fig, ax = plt.subplots(figsize=(min(16.0, 2.5 + 0.28 * n_features), min(12.0, 1.5 + 0.16 * n_units)))
+    fig, ax = subplots(figsize=(min(16.0, 2.5 + 0.28 * n_features), min(12.0, 1.5 + 0.16 * n_units)))
     limit = float(np.abs(weights).max()) or 1.0
     image = ax.imshow(weights, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
     ax.set_xticks(np.arange(n_features), list(feature_names), rotation=90, fontsize=7)
@@ -198,7 +200,7 @@ def weight_history(history: Mapping[str, Any], kept_epoch: int | None = None) ->
     epochs = np.asarray(history["epochs"])
     lo, q1, mid, q3, hi = (qs.index(q) for q in (0.05, 0.25, 0.5, 0.75, 0.95))
     n = len(layers)
-    fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 3.2), squeeze=False)
+    fig, axes = subplots(1, n, figsize=(4.0 * n, 3.2), squeeze=False)
     for ax, (name, entry) in zip(axes[0], layers.items(), strict=True):
         values = np.asarray(entry["weight"])  # (epochs, quantiles)
         ax.fill_between(epochs, values[:, lo], values[:, hi], alpha=0.25, color="C0", label="5–95%")
