@@ -125,20 +125,19 @@ def project(X: np.ndarray, method: str, *, seed: int, perplexity: float, pca_dim
 def project_all(
     jobs: dict[tuple[str, str], np.ndarray], *, seed: int, perplexity: float, pca_dims: int
 ) -> dict[tuple[str, str], np.ndarray]:
-    """``project`` for each (method, name) -> rows, two at a time: sklearn's t-SNE spends most of
-    its time in Cython that releases the GIL, so the two t-SNE runs overlap (1.06 s -> 0.72 s
-    for two 360-row runs here). One thread-pool limit around all of them: entering and leaving
-    threadpool_limits from two threads at once could restore the limits in the wrong order."""
-    from concurrent.futures import ThreadPoolExecutor
+    """``project`` for each (method, name) -> rows, under one thread-pool limit.
 
+    One at a time on purpose: running the two t-SNE projections in two threads saved 0.3 s but
+    made OpenBLAS (pthreads build, as in the numpy/scipy wheels) print "Detect OpenMP Loop and
+    this application may hang".
+    """
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {
-            key: pool.submit(_project, np.asarray(X, dtype=np.float64), key[0], seed, perplexity, pca_dims)
+    with threadpool_limits(limits=1):
+        return {
+            key: _project(np.asarray(X, dtype=np.float64), key[0], seed, perplexity, pca_dims)
             for key, X in jobs.items()
         }
-        return {key: future.result() for key, future in futures.items()}
 
 
 def _project(X: np.ndarray, method: str, seed: int, perplexity: float, pca_dims: int) -> np.ndarray:

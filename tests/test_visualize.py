@@ -91,7 +91,7 @@ def test_projection_shapes_and_small_inputs() -> None:
         assert points.shape == (20, 2) and np.isfinite(points).all()
 
 
-def test_projections_in_parallel_equal_one_at_a_time() -> None:
+def test_projections_together_equal_one_at_a_time() -> None:
     rng = np.random.default_rng(1)
     jobs = {(m, name): rng.normal(size=(40, d)) for m in ("pca", "tsne") for name, d in (("a", 30), ("b", 8))}
     together = visualize.project_all(jobs, seed=3, perplexity=10.0, pca_dims=10)
