@@ -48,10 +48,11 @@ def one(n: int, epochs: int, explain: bool = True) -> dict[str, float]:
     torch.manual_seed(0)
     net = MLP(784, 10, [128], "relu", 0.2)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, per_step = glassnet_trainer(Path(tmp), epochs)
+        trainer, per_step, worker = glassnet_trainer(Path(tmp), epochs)
         start = time.perf_counter()
         fit(net, partial(torch.optim.Adam, lr=1e-3), arrays, trainer, 64, seed=0, batches_per_step=per_step)
         per_epoch = (time.perf_counter() - start) / epochs
+        worker.end("FINISHED")  # before its store is deleted with the folder
     rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
     if not explain:
         return {

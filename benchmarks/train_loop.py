@@ -11,12 +11,13 @@ size and torch thread count, for the same number of epochs, and validate every e
 - plain: a hand-written loop (randperm indexing, forward/backward/step, a no-grad validation pass
   that computes loss and accuracy);
 - glassnet: ``pipeline.train.fit`` (Classifier + whole-batch loader) under a Trainer built from the
-  composed config as the train stage builds it, with the stage's callbacks (EpochSeed, History,
-  WeightHistory, ModelCheckpoint, EarlyStopping) and its MLflow logger on a temporary SQLite store.
+  composed config by the train stage's own ``build_trainer``, with the stage's callbacks (EpochSeed,
+  History, WeightHistory, ModelCheckpoint, EarlyStopping) and its MLflow logger, which hands each
+  epoch's metrics to the MLflow helper process (a temporary SQLite store) as the stage does.
 
 Each repetition runs both sides (alternating which goes first) for ``--epochs`` epochs (default 5;
-glassnet's time includes everything ``fit`` does: sanity check, MLflow run, checkpoints, per-epoch
-logging); reported per epoch: median and min..max over repetitions, the ratio glassnet/plain as
+glassnet's time includes everything ``fit`` does: sanity check, checkpoints, per-epoch logging);
+reported per epoch: median and min..max over repetitions, the ratio glassnet/plain as
 the median of the per-repetition ratios and as the ratio of the fastest repetitions (the steadier
 figure on a shared machine), and GFLOP/s (6 x parameters x training samples per epoch / epoch time).
 """
@@ -74,16 +75,17 @@ def plain_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: i
         float(total), float(correct)  # the epoch's metrics, as a user would read them
 
 
-def glassnet_trainer(folder: Path, epochs: int) -> tuple[Any, int]:
-    """A Trainer as pipeline.train.run builds it (config, callbacks, MLflow logger), and the
-    configured mini-batches per Lightning step."""
+def glassnet_trainer(folder: Path, epochs: int) -> tuple[Any, int, Any]:
+    """A Trainer as the train stage builds it (``pipeline.train.build_trainer``: config, callbacks,
+    the MLflow helper process's logger), the configured mini-batches per Lightning step, and the
+    helper (ready: its start-up is not part of the timed fit)."""
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-    from pytorch_lightning.loggers import MLFlowLogger
 
     from benchmarks.common import ROOT
-    from pipeline.lit import EpochSeed, History, WeightHistory
+    from pipeline import tracking
+    from pipeline.config import to_config
+    from pipeline.lit import WorkerLogger
+    from pipeline.train import build_trainer
 
     overrides = [
         f"trainer.max_epochs={epochs}",
@@ -92,19 +94,11 @@ def glassnet_trainer(folder: Path, epochs: int) -> tuple[Any, int]:
         "trainer.enable_progress_bar=false",
     ]
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    logger = MLFlowLogger(
-        experiment_name="bench", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", log_model=False
-    )
-    callbacks = [
-        EpochSeed(0),
-        History(),
-        WeightHistory(),
-        ModelCheckpoint(dirpath=folder / "ckpt", filename="best", monitor="val_loss", save_last=True),
-        EarlyStopping(monitor="val_loss", mode="min", patience=10),
-    ]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_model_summary=False)
-    return trainer, int(cfg.train.batches_per_step)
+        cfg = to_config(compose("config", overrides=overrides))
+    worker = tracking.TrackingWorker(f"sqlite:///{folder / 'mlflow.db'}", "bench", None, {}, {})
+    worker.run_id  # noqa: B018 -- wait until the helper has its run
+    trainer, _ = build_trainer(cfg, WorkerLogger(worker), folder / "ckpt")
+    return trainer, int(cfg.train.batches_per_step), worker
 
 
 def glassnet_fit(
@@ -112,7 +106,7 @@ def glassnet_fit(
 ) -> None:
     from pipeline.train import fit
 
-    lightning, per_step = trainer
+    lightning, per_step, _ = trainer
     fit(
         net,
         partial(torch.optim.Adam, lr=1e-3),
@@ -163,7 +157,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         # Warm-up: first calls pay for lazy imports and allocator growth on both sides.
-        glassnet_fit(copy.deepcopy(template), arrays, 256, glassnet_trainer(Path(tmp) / "w", 1))
+        warm = glassnet_trainer(Path(tmp) / "w", 1)
+        glassnet_fit(copy.deepcopy(template), arrays, 256, warm)
+        warm[2].end("FINISHED")
         plain_fit(copy.deepcopy(template), arrays, 256, 1)
         for batch_size in (256, 64):
             plain, glass, ratios = [], [], []
@@ -179,6 +175,7 @@ def main() -> None:
                     start = time.perf_counter()
                     sides[side]()
                     took[side] = (time.perf_counter() - start) / epochs
+                trainer[2].end("FINISHED")
                 plain.append(took["plain"])
                 glass.append(took["glassnet"])
                 ratios.append(took["glassnet"] / took["plain"])

@@ -18,19 +18,25 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pytorch_lightning as pl
-import torch
 import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from pipeline import io, layout, model, prepare, tracking
+from pipeline import io, layout, prepare, tracking
 from pipeline.config import Config, as_dict, to_yaml
 from pipeline.errors import ConfigError, TrainingError
-from pipeline.lit import Classifier, EpochSeed, History, WeightHistory, batches, safe_checkpoint
+
+# torch and Lightning (~4 s to import) are imported where used, after the MLflow helper process
+# has started, so the two start-ups overlap (see run).
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+    import torch
+
+    from pipeline import model
+    from pipeline.lit import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,10 @@ def fit(
     ``batches_per_step`` mini-batches go through each Lightning step (see lit.Classifier); the
     result does not depend on it, only the time Lightning's per-step machinery takes.
     """
+    import torch
+
+    from pipeline.lit import Classifier, batches
+
     tensors = {key: torch.from_numpy(value) for key, value in arrays.items()}
     module = Classifier(net, optimizer, batch_size)
     chunk = batches_per_step
@@ -88,6 +98,8 @@ def fit(
 
 def best_weights(checkpoint: str) -> dict[str, torch.Tensor]:
     """The network's weights from a Lightning checkpoint, loaded without unpickling code."""
+    import torch
+
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     return {key.removeprefix("net."): value for key, value in state.items()}
 
@@ -132,110 +144,118 @@ def resume_point(cfg: Config, partial: Path) -> tuple[Path | None, str | None]:
     return last, run_id.read_text().strip()
 
 
-def run(cfg: Config) -> dict[str, Any]:
+def build_trainer(cfg: Config, logger: Any, partial: Path) -> tuple[pl.Trainer, dict[str, Any]]:
+    """The Trainer of the train stage (config, callbacks, ``logger``), checkpointing into ``partial``;
+    and its callbacks by role (history, weight_history, checkpoint)."""
     from pytorch_lightning.callbacks import EarlyStopping
-    from pytorch_lightning.loggers import MLFlowLogger
 
+    from pipeline.lit import EpochSeed, History, WeightHistory, safe_checkpoint
+
+    roles = {
+        "history": History(),
+        "weight_history": WeightHistory(),
+        "checkpoint": safe_checkpoint(
+            dirpath=partial, filename="best", monitor="val_loss", mode="min", save_last=True
+        ),
+    }
+    callbacks = [
+        EpochSeed(cfg.seed),
+        roles["history"],
+        roles["weight_history"],
+        roles["checkpoint"],
+        EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping_patience),
+    ]
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=logger, enable_model_summary=False
+    )
+    return trainer, roles
+
+
+def run(cfg: Config) -> dict[str, Any]:
     arrays, summary = prepare.load(cfg)
     prepare.check_batch_size(len(arrays["y_train"]), cfg.train.batch_size)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    net = build_net(cfg, summary["n_features"], summary["n_classes"])
     uri = tracking.prepare_uri(tracking.resolve_uri(cfg.tracking.uri), cfg.tracking.fallback_to_local)
-    experiment_id = tracking.ensure_experiment(uri, cfg.tracking.experiment)
     tags = run_tags(cfg, summary)
 
     # Checkpoints of this fit go to a folder that replaces the last good one only on success: a
     # failed or killed run leaves the previous outputs alone, and `train.resume=true` continues it.
     partial = layout.checkpoint_dir(cfg).with_name("checkpoints.partial")
     ckpt_path, resumed_run = resume_point(cfg, partial)
-    if resumed_run is not None and not tracking.run_exists(uri, resumed_run):
-        log.warning(
-            "The interrupted run's MLflow run %s is not in %s: logging to a new run", resumed_run, uri
-        )
-        resumed_run = None
     if ckpt_path is None:
         shutil.rmtree(partial, ignore_errors=True)
-    logger = MLFlowLogger(
-        experiment_name=cfg.tracking.experiment,
-        run_name=cfg.tracking.run_name,
-        tracking_uri=uri,
-        tags=tags,
-        log_model=False,
-        run_id=resumed_run,
-    )
-    history = History()
-    checkpoint = safe_checkpoint(
-        dirpath=partial, filename="best", monitor="val_loss", mode="min", save_last=True
-    )
-    weight_history = WeightHistory()
-    callbacks = [
-        EpochSeed(cfg.seed),
-        history,
-        weight_history,
-        checkpoint,
-        EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping_patience),
-    ]
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger, enable_model_summary=False
-    )
-    if trainer.is_global_zero:
-        if resumed_run is None:
-            logger.log_hyperparams(tracking.flatten(as_dict(cfg)))
-        io.write_text(partial / "run_id", str(logger.run_id))
-        io.write_text(partial / "config.yaml", resumable_config(cfg))
-    run_id = str(logger.run_id)
-    started = datetime.now(timezone.utc)
+    # MLflow lives in a helper process started now, before torch and Lightning are imported, so
+    # its own start-up runs beside theirs. Under DDP only rank 0 tracks.
+    worker = None
+    if tracking.launch_rank() == 0:
+        params = tracking.flatten(as_dict(cfg))
+        worker = tracking.TrackingWorker(
+            uri, cfg.tracking.experiment, cfg.tracking.run_name, tags, params, resumed_run
+        )
     try:
-        fit(
-            net,
-            optimizer_factory(cfg),
-            arrays,
-            trainer,
-            cfg.train.batch_size,
-            cfg.seed,
-            ckpt_path,
-            cfg.train.batches_per_step,
-        )
-        check_finite(history.rows)
-        if not trainer.is_global_zero:
-            # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
-            return {"rank": trainer.global_rank, "objective": float("nan")}
-        return _finish(
-            cfg,
-            net,
-            arrays,
-            history,
-            weight_history,
-            checkpoint,
-            partial,
-            uri,
-            experiment_id,
-            run_id,
-            tags,
-            started,
-        )
+        return _train(cfg, arrays, summary, worker, partial, ckpt_path, tags)
     except BaseException as err:
-        if trainer.is_global_zero:
+        if worker is not None:
             killed = isinstance(err, KeyboardInterrupt | SystemExit)
-            tracking.end_run(uri, run_id, "KILLED" if killed else "FAILED")
+            worker.end("KILLED" if killed else "FAILED")
         raise
+
+
+def _train(
+    cfg: Config,
+    arrays: dict[str, np.ndarray],
+    summary: dict[str, Any],
+    worker: tracking.TrackingWorker | None,
+    partial: Path,
+    ckpt_path: Path | None,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    import pytorch_lightning as pl
+
+    from pipeline.lit import WorkerLogger
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    net = build_net(cfg, summary["n_features"], summary["n_classes"])
+    trainer, roles = build_trainer(cfg, WorkerLogger(worker) if worker is not None else False, partial)
+    if trainer.is_global_zero:
+        if worker is None:
+            raise TrainingError(
+                "Lightning made this process rank 0, but RANK / LOCAL_RANK / SLURM_PROCID in the "
+                "environment said otherwise, so it did not start MLflow tracking. Unset them and rerun."
+            )
+        io.write_text(partial / "run_id", worker.run_id)  # waits for the helper to have the run
+        io.write_text(partial / "config.yaml", resumable_config(cfg))
+    started = datetime.now(timezone.utc)
+    fit(
+        net,
+        optimizer_factory(cfg),
+        arrays,
+        trainer,
+        cfg.train.batch_size,
+        cfg.seed,
+        ckpt_path,
+        cfg.train.batches_per_step,
+    )
+    check_finite(roles["history"].rows)
+    if not trainer.is_global_zero or worker is None:
+        # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
+        return {"rank": trainer.global_rank, "objective": float("nan")}
+    return _finish(cfg, net, arrays, roles, partial, worker, tags, started)
 
 
 def _finish(
     cfg: Config,
     net: model.MLP,
     arrays: dict[str, np.ndarray],
-    history: History,
-    weight_history: WeightHistory,
-    checkpoint: Any,
+    roles: dict[str, Any],
     partial: Path,
-    uri: str,
-    experiment_id: str,
-    run_id: str,
+    worker: tracking.TrackingWorker,
     tags: dict[str, str],
     started: datetime,
 ) -> dict[str, Any]:
     """After a successful fit: keep the best weights, log the model, write every output."""
+    from pipeline import model
+
+    history, weight_history, checkpoint = roles["history"], roles["weight_history"], roles["checkpoint"]
     if checkpoint.best_model_path:
         net.load_state_dict(best_weights(checkpoint.best_model_path))
     net.eval()
@@ -247,18 +267,25 @@ def _finish(
         "epochs_run": len(history.rows),
         "n_parameters": model.n_parameters(net),
     }
-    model_uri = tracking.log_model(uri, run_id, net, arrays["X_test"][:5])
-    info = tracking.RunInfo(uri, cfg.tracking.experiment, experiment_id, run_id, model_uri)
-    tracking.log_metrics(info, {k: float(v) for k, v in metrics.items()})
-    tracking.log_text(info, to_yaml(cfg), "config.yaml")
+    staged_model = partial / "model.pt"
+    model.save(net, staged_model)
+    model_uri = worker.finish(
+        staged_model,
+        arrays["X_test"][:5],
+        {k: float(v) for k, v in metrics.items()},
+        {"config.yaml": to_yaml(cfg)},
+    )
+    experiment = cfg.tracking.experiment
+    info = tracking.RunInfo(worker.uri, experiment, worker.experiment_id, worker.run_id, model_uri)
 
     # All outputs change together or not at all (a stop signal waits for the block to end).
     with io.uninterrupted():
         (partial / "run_id").unlink(missing_ok=True)
         (partial / "config.yaml").unlink(missing_ok=True)
+        layout.model_file(cfg).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged_model, layout.model_file(cfg))
         shutil.rmtree(layout.checkpoint_dir(cfg), ignore_errors=True)
         partial.rename(layout.checkpoint_dir(cfg))
-        model.save(net, layout.model_file(cfg))
         io.write_json(
             layout.run_file(cfg),
             {
@@ -282,10 +309,10 @@ def _finish(
         best["val_loss"],
         best["val_acc"],
         best["epoch"],
-        run_id,
-        tracking.ui_command(uri),
+        info.run_id,
+        tracking.ui_command(info.tracking_uri),
     )
-    return {**metrics, "run_id": run_id, "objective": float(metrics[cfg.train.objective.value])}
+    return {**metrics, "run_id": info.run_id, "objective": float(metrics[cfg.train.objective.value])}
 
 
 if __name__ == "__main__":

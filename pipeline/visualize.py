@@ -19,16 +19,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from pipeline import io, layout, model, prepare, stats, tracking
+from pipeline import io, layout, prepare, stats, tracking
 from pipeline.config import Config
+
+# torch is imported where used: this module is also imported by the helper process that
+# projects (see run), which needs none of it and would pay ~1 s to start.
+if TYPE_CHECKING:
+    import torch
+
+    from pipeline import model
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,10 @@ class LayerActivations:
 
 def layer_specs(net: model.MLP) -> list[dict[str, Any]]:
     """One entry per block of the network, input to output, for the diagram and the table."""
+    from torch import nn
+
+    from pipeline import model
+
     arch = net.arch
     specs: list[dict[str, Any]] = [
         {"kind": "input", "name": "input", "width": arch["in_features"], "params": 0}
@@ -70,6 +80,11 @@ def collect_activations(net: model.MLP, X: np.ndarray) -> tuple[list[LayerActiva
 
     Returns the per-layer inputs/outputs of the activations and the logits (rows, classes).
     """
+    import torch
+    from torch import nn
+
+    from pipeline import model
+
     captured: list[tuple[str, str, np.ndarray, np.ndarray]] = []
     handles = []
     kinds = tuple(model.ACTIVATIONS.values())
@@ -105,6 +120,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def activation_curve(activation: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The activation function and its derivative at ``x``, by the module the model uses and autograd."""
+    import torch
+
+    from pipeline import model
+
     t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     y = model.ACTIVATIONS[activation]()(t)
     (grad,) = torch.autograd.grad(y.sum(), t)
@@ -175,10 +194,11 @@ def layer_stats(layers: list[LayerActivations], margin: float, share: float) -> 
     return rows
 
 
-def compute(
+def analyse(
     net: model.MLP, arrays: dict[str, np.ndarray], summary: dict[str, Any], cfg: Config
 ) -> dict[str, Any]:
-    """Core: every number and array the figures, the JSON and the metrics need."""
+    """Core, all but the 2-D projections: activations, their statistics, worst errors, and the
+    rows to project (``projection_jobs``: (method, source) -> rows; ``projection_panels`` runs them)."""
     vcfg = cfg.visualize
     X, y = arrays["X_test"], arrays["y_test"]
     layers, logits = collect_activations(net, X)
@@ -197,30 +217,72 @@ def compute(
     jobs = {
         (m, source): data for m in ("pca", "tsne") for source, data in (("inputs", inputs), ("hidden", last))
     }
-    projections = project_all(
-        jobs, seed=cfg.seed, perplexity=vcfg.tsne_perplexity, pca_dims=vcfg.pca_before_tsne
-    )
-    separation = {
-        f"silhouette_{source}_{method}": stats.silhouette(points, y[pick])
-        for (method, source), points in projections.items()
-    }
-
     errors = stats.worst_errors(probs, y, vcfg.n_errors)
     return {
         "layers": layers,
         "stats": rows,
         "class_means": means,
         "probs": probs,
-        "projections": projections,
+        "projection_jobs": jobs,
         "projection_rows": pick,
-        "separation": separation,
         "errors": errors,
         "n_misclassified": int((probs.argmax(axis=1) != y).sum()),
     }
 
 
+def projection_panels(
+    jobs: dict[tuple[str, str], np.ndarray],
+    labels: np.ndarray,
+    *,
+    seed: int,
+    perplexity: float,
+    pca_dims: int,
+) -> dict[str, Any]:
+    """Core: the 2-D projections of ``analyse``'s jobs and how well they separate ``labels``."""
+    projections = project_all(jobs, seed=seed, perplexity=perplexity, pca_dims=pca_dims)
+    separation = {
+        f"silhouette_{source}_{method}": stats.silhouette(points, labels)
+        for (method, source), points in projections.items()
+    }
+    return {"projections": projections, "separation": separation}
+
+
+def compute(
+    net: model.MLP, arrays: dict[str, np.ndarray], summary: dict[str, Any], cfg: Config
+) -> dict[str, Any]:
+    """Core: every number and array the figures, the JSON and the metrics need."""
+    result = analyse(net, arrays, summary, cfg)
+    labels = arrays["y_test"][result["projection_rows"]]
+    result.update(projection_panels(result["projection_jobs"], labels, **projection_settings(cfg)))
+    return result
+
+
+def projection_settings(cfg: Config) -> dict[str, Any]:
+    vcfg = cfg.visualize
+    return {"seed": cfg.seed, "perplexity": vcfg.tsne_perplexity, "pca_dims": vcfg.pca_before_tsne}
+
+
+def project_and_draw(
+    jobs: dict[tuple[str, str], np.ndarray],
+    labels: np.ndarray,
+    classes: list[str],
+    settings: dict[str, Any],
+    path: Path,
+    dpi: int,
+) -> dict[str, Any]:
+    """``projection_panels``, then their figure saved to ``path``: the helper process's share."""
+    from pipeline.plots import activations as act_figs
+    from pipeline.plots import render
+
+    panels = projection_panels(jobs, labels, **settings)
+    render(act_figs.projections, path, dpi, panels["projections"], labels, classes, panels["separation"])
+    return panels
+
+
 def metrics_of(net: model.MLP, result: dict[str, Any]) -> dict[str, float]:
     """Flat metrics for DVC and MLflow: one dead/saturated fraction per hidden layer, and more."""
+    from pipeline import model
+
     metrics: dict[str, float] = {"n_parameters": float(model.n_parameters(net))}
     for i, row in enumerate(result["stats"], start=1):
         metrics[f"layer{i}_{row['statistic']}_fraction"] = row["fraction"]
@@ -232,6 +294,8 @@ def metrics_of(net: model.MLP, result: dict[str, Any]) -> dict[str, float]:
 
 def linear_layers(net: model.MLP) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, weight (out, in), bias (out,)) of each Linear layer, input side first."""
+    from torch import nn
+
     return [
         (f"net.{name}", layer.weight.detach().numpy(), layer.bias.detach().numpy())
         for name, layer in net.net.named_children()
@@ -239,7 +303,10 @@ def linear_layers(net: model.MLP) -> list[tuple[str, np.ndarray, np.ndarray]]:
     ]
 
 
-def draw(
+Recipe = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+def figure_recipes(
     cfg: Config,
     net: model.MLP,
     arrays: dict[str, np.ndarray],
@@ -247,11 +314,11 @@ def draw(
     history: dict[str, Any],
     best_epoch: int,
     result: dict[str, Any],
-    folder: Path,
-) -> list[Path]:
+) -> dict[str, Recipe]:
+    """name -> (plot function, its arguments) of every figure, in report order; the projections
+    figure only once ``result`` has the projections."""
     from pipeline.plots import activations as act_figs
     from pipeline.plots import network as net_figs
-    from pipeline.plots import save_png
 
     classes = summary["class_names"]
     features = summary["feature_names"]
@@ -262,58 +329,59 @@ def draw(
     first_weights = linear[0][1]
     n_units = min(cfg.visualize.n_units, first_weights.shape[0])
 
-    figures: dict[str, Any] = {}
-    figures["architecture"] = net_figs.architecture(layer_specs(net), shape)
+    recipes: dict[str, Recipe] = {}
+    recipes["architecture"] = (net_figs.architecture, (layer_specs(net), shape))
     activations_used = sorted({layer.activation for layer in layers}) or [net.arch["activation"]]
     x = np.linspace(-5, 5, 401)
     curves = {name: activation_curve(name, x) for name in activations_used}
     pre = np.concatenate([layer.pre.ravel() for layer in layers]) if layers else None
-    figures["activation_functions"] = net_figs.activation_functions(x, curves, pre)
-    figures["weight_distributions"] = net_figs.weight_distributions(linear)
+    recipes["activation_functions"] = (net_figs.activation_functions, (x, curves, pre))
+    recipes["weight_distributions"] = (net_figs.weight_distributions, (linear,))
     if shape:
-        figures["first_layer_images"] = net_figs.unit_weight_images(first_weights[:n_units], shape)
+        recipes["first_layer_images"] = (net_figs.unit_weight_images, (first_weights[:n_units], shape))
     else:
-        figures["first_layer_features"] = net_figs.unit_weight_heatmap(first_weights[:n_units], features)
+        recipes["first_layer_features"] = (net_figs.unit_weight_heatmap, (first_weights[:n_units], features))
     # History epoch k holds the weights after k epochs; the kept weights are after best_epoch + 1.
-    figures["weight_history"] = net_figs.weight_history(history, best_epoch + 1)
+    recipes["weight_history"] = (net_figs.weight_history, (history, best_epoch + 1))
 
     if layers:
-        figures["activation_distributions"] = act_figs.activation_distributions(
-            result["layers"], result["stats"], cfg.visualize.saturation_margin, cfg.visualize.saturation_share
+        vcfg = cfg.visualize
+        recipes["activation_distributions"] = (
+            act_figs.activation_distributions,
+            (layers, result["stats"], vcfg.saturation_margin, vcfg.saturation_share),
         )
         ordered = [
             (row["label"], m[:, stats.unit_order(m)])
             for row, m in zip(result["stats"], result["class_means"], strict=True)
         ]
-        figures["class_activations"] = act_figs.class_activation_heatmap(ordered, classes)
-    figures["projections"] = act_figs.projections(
-        result["projections"], y[result["projection_rows"]], classes, result["separation"]
-    )
+        recipes["class_activations"] = (act_figs.class_activation_heatmap, (ordered, classes))
+    if "projections" in result:
+        recipes["projections"] = (
+            act_figs.projections,
+            (result["projections"], y[result["projection_rows"]], classes, result["separation"]),
+        )
 
     errors = result["errors"]
     if len(errors):
         probs = result["probs"][errors]
+        raw = arrays["X_test_raw"][errors]
         if shape:
-            figures["error_gallery"] = act_figs.error_gallery_images(
-                arrays["X_test_raw"][errors], probs, y[errors], classes, shape
-            )
+            gallery = (raw, probs, y[errors], classes, shape)
+            recipes["error_gallery"] = (act_figs.error_gallery_images, gallery)
         else:
-            figures["error_gallery"] = act_figs.error_gallery_table(
-                arrays["X_test_raw"][errors], arrays["X_test"][errors], probs, y[errors], classes, features
+            recipes["error_gallery"] = (
+                act_figs.error_gallery_table,
+                (raw, arrays["X_test"][errors], probs, y[errors], classes, features),
             )
-
-    paths = []
-    for name, fig in figures.items():
-        t = time.perf_counter()
-        paths.append(save_png(fig, folder / f"{name}.png", cfg.report.dpi))
-        log.debug("figure %s saved in %.2f s", name, time.perf_counter() - t)
-    return paths
+    return recipes
 
 
 def network_record(
     net: model.MLP, result: dict[str, Any], summary: dict[str, Any], y: np.ndarray
 ) -> dict[str, Any]:
     """The JSON the report reads: layer table, per-layer statistics, worst errors."""
+    from pipeline import model
+
     classes = summary["class_names"]
     probs = result["probs"]
     errors = [
@@ -339,18 +407,45 @@ def network_record(
 
 
 def run(cfg: Config) -> dict[str, float]:
-    started = time.perf_counter()
-    arrays, summary = prepare.load(cfg)
-    net = model.load(layout.model_file(cfg))
-    run_info = tracking.load_run(layout.run_file(cfg))
-    history = io.read_json(layout.weight_history_file(cfg), "train")
-    best_epoch = int(io.read_json(cfg.paths.train_metrics, "train")["best_epoch"])
+    from pipeline import model
+    from pipeline.helper import Helper
+    from pipeline.plots import render
 
-    result = compute(net, arrays, summary, cfg)
+    started = time.perf_counter()
+    # A helper process projects (sklearn's import and t-SNE, ~2 s) and draws the projections
+    # while this one loads torch and the model and draws the other figures (~2 s): both cores.
+    warm = ("sklearn.manifold", "sklearn.decomposition", "sklearn.metrics", "pipeline.plots.activations")
+    with Helper(warm) as helper:
+        arrays, summary = prepare.load(cfg)
+        net = model.load(layout.model_file(cfg))
+        run_info = tracking.load_run(layout.run_file(cfg))
+        history = io.read_json(layout.weight_history_file(cfg), "train")
+        best_epoch = int(io.read_json(cfg.paths.train_metrics, "train")["best_epoch"])
+
+        result = analyse(net, arrays, summary, cfg)
+        folder, dpi = layout.figure_dir(cfg.paths.visualize), cfg.report.dpi
+        rows = result["projection_rows"]
+        panels = helper.submit(
+            project_and_draw,
+            result["projection_jobs"],
+            arrays["y_test"][rows],
+            summary["class_names"],
+            projection_settings(cfg),
+            folder / "projections.png",
+            dpi,
+        )
+        recipes = figure_recipes(cfg, net, arrays, summary, history, best_epoch, result)
+        done = {
+            name: render(plot, folder / f"{name}.png", dpi, *args) for name, (plot, args) in recipes.items()
+        }
+        result.update(panels.result())
+        # In report order: the projections come before the error gallery.
+        names = list(done)
+        names.insert(names.index("error_gallery") if "error_gallery" in names else len(names), "projections")
+        done["projections"] = folder / "projections.png"
+        figures = [done[name] for name in names]
+
     metrics = metrics_of(net, result)
-    figures = draw(
-        cfg, net, arrays, summary, history, best_epoch, result, layout.figure_dir(cfg.paths.visualize)
-    )
     io.write_json(layout.network_file(cfg), network_record(net, result, summary, arrays["y_test"]))
     # NaN (e.g. a silhouette with one class) is not valid JSON for DVC: write null instead.
     io.write_json(cfg.paths.visualize_metrics, {k: v if np.isfinite(v) else None for k, v in metrics.items()})

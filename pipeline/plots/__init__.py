@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
 
+from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 from matplotlib.figure import Figure  # noqa: E402
@@ -31,3 +32,9 @@ def save_png(fig: Figure, path: str | Path, dpi: int) -> Path:
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     io.write_bytes(path, buffer.getvalue())
     return Path(path)
+
+
+def render(plot: Callable[..., Figure], path: str | Path, dpi: int, *args: Any, **kwargs: Any) -> Path:
+    """Draw ``plot(*args, **kwargs)`` and save it to ``path``: one figure, start to end, in one
+    call that a helper process can run (pipeline.helper)."""
+    return save_png(plot(*args, **kwargs), path, dpi)
