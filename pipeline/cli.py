@@ -121,7 +121,8 @@ def stage_main(run: Callable[[Config], Any]) -> None:
         if isinstance(stop.code, str):
             sys.stderr.write(stop.code + "\n")
         code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
-    if _state["multirun"]:
-        # A sweep's launcher (joblib) keeps worker processes that its exit handlers stop.
+    if _state["multirun"] or sys.getprofile() is not None or sys.gettrace() is not None:
+        # A sweep's launcher (joblib) keeps worker processes that its exit handlers stop; a
+        # profiler (python -m cProfile -o) or coverage writes its file at exit.
         sys.exit(code)
     exit_now(code)

@@ -33,6 +33,13 @@ class Objective(str, enum.Enum):
     best_val_acc = "best_val_acc"
 
 
+class ModelFormat(str, enum.Enum):
+    """How the train stage logs the model to MLflow (mlflow.pytorch's serialization_format)."""
+
+    pickle = "pickle"  # the MLP object itself, with glassnet's code shipped beside it
+    pt2 = "pt2"  # a torch.export graph: no code needed to load, but exporting costs ~1.8 s
+
+
 class Activation(str, enum.Enum):
     relu = "relu"
     tanh = "tanh"
@@ -140,6 +147,7 @@ class TrackingConfig:
     experiment: str = "glassnet"
     run_name: str | None = None
     fallback_to_local: bool = False
+    model_format: ModelFormat = ModelFormat.pickle
 
 
 @dataclass

@@ -10,20 +10,26 @@ per-sample (actual, predicted) rows for DVC's confusion plot.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from pipeline import io, layout, model, prepare, tracking
+from pipeline import io, layout, prepare, tracking
 from pipeline.config import Config
+
+# torch is imported where used: this module is also imported by the helper process that draws
+# figures (see run), which needs none of it and would pay ~1 s to start.
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 
 def predict_proba(net: torch.nn.Module, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Class probabilities (n, n_classes) from the network's logits, in eval mode."""
+    import torch
+
     net.eval()
     with torch.inference_mode():
         parts = [
@@ -115,47 +121,63 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], n_bi
     }
 
 
-def draw(
-    result: dict[str, Any], history: list[dict[str, float]], class_names: list[str], folder: Path, dpi: int
-) -> list[Path]:
-    """Every figure of this stage, saved as PNG; returns their paths."""
-    from pipeline.plots import evaluation as figs
-    from pipeline.plots import save_png
+Recipe = tuple[Callable[..., Any], tuple[Any, ...]]
 
+
+def figure_recipes(
+    result: dict[str, Any] | None, history: list[dict[str, float]], class_names: list[str]
+) -> dict[str, Recipe]:
+    """name -> (plot function, its arguments) of every figure of this stage, in report order;
+    only the training curves while there is no ``result`` yet."""
+    from pipeline.plots import evaluation as figs
+
+    recipes: dict[str, Recipe] = {"training_curves": (figs.training_curves, (history,))}
+    if result is None:
+        return recipes
     pc = result["per_class"]
     rel = result["reliability"]
-    figures = {
-        "training_curves": figs.training_curves(history),
-        "confusion_matrix": figs.confusion_matrix(np.asarray(result["confusion"]), class_names),
-        "per_class": figs.per_class_scores(
-            class_names, [r["precision"] for r in pc], [r["recall"] for r in pc], [r["f1"] for r in pc]
-        ),
-        "reliability": figs.reliability_diagram(
-            [r["confidence"] for r in rel],
-            [r["accuracy"] for r in rel],
-            [r["count"] for r in rel],
-            result["metrics"]["ece"],
-        ),
-    }
-    paths = []
-    for name, fig in figures.items():
-        paths.append(save_png(fig, folder / f"{name}.png", dpi))
-    return paths
+    scores = ([r["precision"] for r in pc], [r["recall"] for r in pc], [r["f1"] for r in pc])
+    bins = ([r["confidence"] for r in rel], [r["accuracy"] for r in rel], [r["count"] for r in rel])
+    recipes["confusion_matrix"] = (figs.confusion_matrix, (np.asarray(result["confusion"]), class_names))
+    recipes["per_class"] = (figs.per_class_scores, (class_names, *scores))
+    recipes["reliability"] = (figs.reliability_diagram, (*bins, result["metrics"]["ece"]))
+    return recipes
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    arrays, summary = prepare.load(cfg)
-    net = model.load(layout.model_file(cfg))
-    run_info = tracking.load_run(layout.run_file(cfg))
-    history = [{k: float(v) for k, v in row.items()} for row in io.read_csv(cfg.paths.history, "train")]
+    from pipeline.helper import Helper
+    from pipeline.plots import render
 
-    classes = summary["class_names"]
-    probs = predict_proba(net, arrays["X_test"])
-    y_test = arrays["y_test"]
-    result = evaluate(y_test, probs, classes, cfg.evaluate.calibration_bins)
-    y_pred = result.pop("y_pred")
+    # A helper process draws half of the figures (the training curves while this process is still
+    # importing torch): both cores at once.
+    with Helper(warm=("pipeline.plots.evaluation",)) as helper:
+        history = [{k: float(v) for k, v in row.items()} for row in io.read_csv(cfg.paths.history, "train")]
+        folder, dpi = layout.figure_dir(cfg.paths.evaluate), cfg.report.dpi
+        arrays, summary = prepare.load(cfg)
+        classes = summary["class_names"]
+        pending = {
+            name: helper.submit(render, plot, folder / f"{name}.png", dpi, *args)
+            for name, (plot, args) in figure_recipes(None, history, classes).items()
+        }
+        from pipeline import model  # torch: after the first figure is on its way
 
-    figures = draw(result, history, classes, layout.figure_dir(cfg.paths.evaluate), cfg.report.dpi)
+        net = model.load(layout.model_file(cfg))
+        run_info = tracking.load_run(layout.run_file(cfg))
+        probs = predict_proba(net, arrays["X_test"])
+        y_test = arrays["y_test"]
+        result = evaluate(y_test, probs, classes, cfg.evaluate.calibration_bins)
+        y_pred = result.pop("y_pred")
+
+        recipes = figure_recipes(result, history, classes)
+        plot, args = recipes["confusion_matrix"]
+        pending["confusion_matrix"] = helper.submit(render, plot, folder / "confusion_matrix.png", dpi, *args)
+        done = {
+            name: render(plot, folder / f"{name}.png", dpi, *args)
+            for name, (plot, args) in recipes.items()
+            if name not in pending
+        }
+        done.update({name: future.result() for name, future in pending.items()})
+    figures = [done[name] for name in recipes]  # in report order
     io.write_json(layout.evaluation_file(cfg), result)
     io.write_json(cfg.paths.evaluate_metrics, result["metrics"])
     io.write_csv(

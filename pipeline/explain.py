@@ -23,15 +23,18 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from pipeline import fast_deep, io, layout, model, prepare, tracking
+from pipeline import io, layout, prepare, tracking
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+
+# torch is imported where used: this module is also imported by the helper process that draws
+# the figures (see run), which needs none of it and would pay ~1 s to start.
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ def sample_rows(n_rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
 def logits_fn(net: torch.nn.Module, batch_size: int = 8192) -> Predict:
     """The network as a numpy function (m, F) -> float64 logits (m, C), for model-agnostic
     explainers and the removal curves; batched, without autograd."""
+    import torch
+
     net.eval()
 
     def predict(X: np.ndarray) -> np.ndarray:
@@ -71,6 +76,8 @@ def _as_nfc(raw: Any) -> np.ndarray:
 
 
 def _require_torch(net: Any, name: str) -> None:
+    import torch
+
     if not isinstance(net, torch.nn.Module):
         raise ConfigError(
             f"explain.explainer={name} needs a PyTorch model (it backpropagates through it); got "
@@ -88,6 +95,8 @@ def deep_shap(net: torch.nn.Module, background: np.ndarray, X: np.ndarray) -> tu
     pipeline.fast_deep (the same numbers to 1e-7, ~100x faster: benchmarks/explain.py);
     any other network goes through shap.DeepExplainer itself.
     """
+    from pipeline import fast_deep
+
     if fast_deep.layers_of(net) is None:
         return shap_deep(net, background, X)
     values, base = fast_deep.deep_shap(net, background, X)
@@ -97,6 +106,7 @@ def deep_shap(net: torch.nn.Module, background: np.ndarray, X: np.ndarray) -> tu
 def shap_deep(net: torch.nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """shap.DeepExplainer called the plain way (the reference pipeline.fast_deep matches)."""
     import shap
+    import torch
     from shap.explainers._deep.deep_pytorch import op_handler
 
     _require_torch(net, "deep")
@@ -128,6 +138,7 @@ def gradient_shap(
     """GradientExplainer (expected gradients): additive only in expectation, so its additivity
     error shrinks with ``nsamples`` but is never zero. Base value: the mean background logit."""
     import shap
+    import torch
 
     _require_torch(net, "gradient")
     net.eval()
@@ -389,6 +400,7 @@ def integrated_gradients(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Captum's Integrated Gradients of the target logits from ``baseline`` to each row of ``X``:
     attributions (n, F) and the completeness gap |sum(attr) - (f(x) - f(baseline))| per row."""
+    import torch
     from captum.attr import IntegratedGradients
 
     net.eval()
@@ -429,21 +441,25 @@ def extra_mistakes(y_true: np.ndarray, y_pred: np.ndarray, explained: np.ndarray
     return np.setdiff1d(wrong, explained)[: max(n, 0)].astype(int)
 
 
-def draw(
-    cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], raw_test: np.ndarray, folder: Path
-) -> list[Path]:
-    """The stage's figures; ``raw_test`` is the whole unscaled test split (``rows`` index it)."""
+Recipe = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+def figure_recipes(
+    cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], raw_test: np.ndarray
+) -> dict[str, Recipe]:
+    """name -> (plot function, its arguments) of the stage's figures, in report order; the trust
+    figures (faithfulness, IG agreement) only once ``result`` has trust_metrics' arrays.
+    ``raw_test`` is the whole unscaled test split (``rows`` index it)."""
     from pipeline.plots import attribution as figs
-    from pipeline.plots import save_png
 
     classes = summary["class_names"]
     features = summary["feature_names"]
     y_true, y_pred, values = result["y_true"], result["y_pred"], result["values"]
     raw = raw_test[result["rows"]]
-    figures = {}
+    figures: dict[str, Recipe] = {}
     if summary["image_shape"]:
         shape = summary["image_shape"]
-        figures["class_importance"] = figs.class_importance_maps(result["importance"], shape, classes)
+        figures["class_importance"] = (figs.class_importance_maps, (result["importance"], shape, classes))
         groups = split_examples(y_true, y_pred, cfg.explain.n_examples)
         for group, picks in groups.items():
             images, group_values, truth, pred = raw[picks], values[picks], y_true[picks], y_pred[picks]
@@ -454,33 +470,28 @@ def draw(
                 pred = np.concatenate([pred, result["extra_y_pred"]])
             if len(images):
                 titles = [f"true {classes[t]} / pred {classes[p]}" for t, p in zip(truth, pred, strict=True)]
-                figures[f"examples_{group}"] = figs.example_maps(
-                    images, predicted_class_values(group_values, pred), shape, titles
+                figures[f"examples_{group}"] = (
+                    figs.example_maps,
+                    (images, predicted_class_values(group_values, pred), shape, titles),
                 )
     else:
-        figures["beeswarm"] = figs.beeswarm(values, raw, features, classes)
+        figures["beeswarm"] = (figs.beeswarm, (values, raw, features, classes))
         chosen = pick_examples(y_true, y_pred, cfg.explain.n_examples)
         if len(chosen):
             pred = y_pred[chosen]
-            figures["waterfall"] = figs.waterfalls(
-                predicted_class_values(values[chosen], pred),
-                result["base"][chosen, pred],
-                raw[chosen],
-                features,
-                [
-                    f"sample {result['rows'][i]}: true {classes[y_true[i]]} / pred {classes[y_pred[i]]}"
-                    for i in chosen
-                ],
-            )
-    figures["feature_importance"] = figs.feature_importance_bars(result["importance"], features, classes)
-    figures["faithfulness"] = figs.faithfulness_curves(
-        result["faith_fractions"], result["faith_guided"], result["faith_random"], result["faith_random_std"]
-    )
-    figures["ig_agreement"] = figs.rank_agreement_hist(result["ig_spearman"])
-    paths = []
-    for name, fig in figures.items():
-        paths.append(save_png(fig, folder / f"{name}.png", cfg.report.dpi))
-    return paths
+            titles = [
+                f"sample {result['rows'][i]}: true {classes[y_true[i]]} / pred {classes[y_pred[i]]}"
+                for i in chosen
+            ]
+            attributions = predicted_class_values(values[chosen], pred)
+            waterfall = (attributions, result["base"][chosen, pred], raw[chosen], features, titles)
+            figures["waterfall"] = (figs.waterfalls, waterfall)
+    figures["feature_importance"] = (figs.feature_importance_bars, (result["importance"], features, classes))
+    if "ig_spearman" in result:
+        faith = ("faith_fractions", "faith_guided", "faith_random", "faith_random_std")
+        figures["faithfulness"] = (figs.faithfulness_curves, tuple(result[key] for key in faith))
+        figures["ig_agreement"] = (figs.rank_agreement_hist, (result["ig_spearman"],))
+    return figures
 
 
 def trust_metrics(
@@ -531,6 +542,18 @@ def trust_metrics(
 
 
 def run(cfg: Config) -> dict[str, Any]:
+    from pipeline.helper import Helper
+
+    # A helper process draws the attribution figures while this one computes the trust metrics
+    # (faithfulness curves, Integrated Gradients): both cores at once.
+    with Helper(warm=("pipeline.plots.attribution",)) as helper:
+        return _run(cfg, helper)
+
+
+def _run(cfg: Config, helper: Any) -> dict[str, Any]:
+    from pipeline import model
+    from pipeline.plots import render
+
     arrays, summary = prepare.load(cfg)
     net = model.load(layout.model_file(cfg))
     run_info = tracking.load_run(layout.run_file(cfg))
@@ -557,7 +580,6 @@ def run(cfg: Config) -> dict[str, Any]:
     outputs = logits_fn(net)(X)
     error = additivity_error(values, base, outputs)
     y_true, y_pred = arrays["y_test"][rows], outputs.argmax(axis=1)
-    trust, trust_arrays = trust_metrics(net, cfg, X, y_true, values, y_pred, background)
     extra = np.zeros(0, dtype=int)
     if summary["image_shape"]:
         test_pred = logits_fn(net)(arrays["X_test"]).argmax(axis=1)
@@ -576,13 +598,31 @@ def run(cfg: Config) -> dict[str, Any]:
         "importance": mean_abs_importance(values),
         "y_true": y_true,
         "y_pred": y_pred,
-        **trust_arrays,
         # misclassified test rows outside the sample, explained only to be drawn
         "extra_rows": extra,
         "extra_values": extra_values,
         "extra_y_true": arrays["y_test"][extra],
         "extra_y_pred": logits_fn(net)(arrays["X_test"][extra]).argmax(axis=1) if len(extra) else extra,
     }
+    folder, dpi, raw_test = layout.figure_dir(cfg.paths.explain), cfg.report.dpi, arrays["X_test_raw"]
+    # Which figures exist depends on the data (images or table, any mistakes): drop the previous
+    # run's, so the report never shows a stale one.
+    for stale in folder.glob("*.png"):
+        stale.unlink()
+    pending = {
+        name: helper.submit(render, plot, folder / f"{name}.png", dpi, *args)
+        for name, (plot, args) in figure_recipes(cfg, summary, result, raw_test).items()
+    }
+    trust, trust_arrays = trust_metrics(net, cfg, X, y_true, values, y_pred, background)
+    result.update(trust_arrays)
+    recipes = figure_recipes(cfg, summary, result, raw_test)
+    done = {
+        name: render(plot, folder / f"{name}.png", dpi, *args)
+        for name, (plot, args) in recipes.items()
+        if name not in pending
+    }
+    done.update({name: future.result() for name, future in pending.items()})
+    figures = [done[name] for name in recipes]  # in report order
     metrics = {
         "additivity_max_error": float(error.max()),
         "additivity_mean_error": float(error.mean()),
@@ -591,12 +631,6 @@ def run(cfg: Config) -> dict[str, Any]:
         "n_samples": int(len(rows)),
         "n_background": int(len(background)),
     }
-    folder = layout.figure_dir(cfg.paths.explain)
-    # Which figures exist depends on the data (images or table, any mistakes): drop the previous
-    # run's, so the report never shows a stale one.
-    for stale in folder.glob("*.png"):
-        stale.unlink()
-    figures = draw(cfg, summary, result, arrays["X_test_raw"], folder)
     io.write_npz(layout.shap_file(cfg), **result)
     io.write_json(cfg.paths.explain_metrics, metrics)
     record = layout.mlflow_record(cfg.paths.explain)

@@ -335,8 +335,14 @@ def publish(run: RunInfo, metrics: dict[str, float], artifacts: list[tuple[Path,
         mlf.log_artifact(run.run_id, str(path), artifact_path)
 
 
-def log_model(tracking_uri: str, run_id: str, net: torch.nn.Module, example: Any) -> str:
-    """Log ``net`` as an MLflow PyTorch model with signature and input example; return its URI."""
+def log_model(
+    tracking_uri: str, run_id: str, net: torch.nn.Module, example: Any, serialization_format: str = "pickle"
+) -> str:
+    """Log ``net`` as an MLflow PyTorch model with signature and input example; return its URI.
+
+    ``serialization_format`` "pickle" logs the module itself (its code travels with it); "pt2"
+    a torch.export graph, which needs torch._dynamo: 1.8 s to import in the MLflow helper process.
+    """
     import mlflow
     import mlflow.pytorch
     import numpy as np
@@ -358,6 +364,7 @@ def log_model(tracking_uri: str, run_id: str, net: torch.nn.Module, example: Any
             input_example=example,
             pip_requirements=requirements,
             code_paths=[str(Path(__file__).resolve().parent)],
+            serialization_format=serialization_format,
         )
     return str(info.model_uri)
 
@@ -571,12 +578,20 @@ class TrackingWorker:
         values = {key: float(value) for key, value in metrics.items()}
         self._send({"op": "metrics", "metrics": values, "step": step, "timestamp": int(time.time() * 1000)})
 
-    def finish(self, model_file: Path, example: Any, metrics: dict[str, float], texts: dict[str, str]) -> str:
+    def finish(
+        self,
+        model_file: Path,
+        example: Any,
+        metrics: dict[str, float],
+        texts: dict[str, str],
+        model_format: str = "pickle",
+    ) -> str:
         """Log the saved model, the final metrics and text files; mark the run FINISHED; the model URI."""
         self._start_reply()
         self._send(
             {
                 "op": "finish",
+                "model_format": model_format,
                 "model": str(Path(model_file).resolve()),
                 "example": [[float(v) for v in row] for row in example],
                 "metrics": {key: float(value) for key, value in metrics.items()},
@@ -667,7 +682,8 @@ class _Worker:
         assert self.run_id is not None
         net = model.load(msg["model"])
         net.eval()
-        model_uri = log_model(self.uri, self.run_id, net, np.asarray(msg["example"], dtype=np.float32))
+        example = np.asarray(msg["example"], dtype=np.float32)
+        model_uri = log_model(self.uri, self.run_id, net, example, msg["model_format"])
         info = RunInfo(self.uri, "", "", self.run_id, model_uri)
         log_metrics(info, msg["metrics"])
         for name, text in msg["texts"].items():
@@ -682,7 +698,7 @@ class _Worker:
         self.done = True
 
     def warm_up(self) -> None:
-        """Import what ``finish`` needs while the train stage trains (the other core is idle)."""
+        """Import what ``finish`` needs while the train stage imports Lightning and trains."""
         import mlflow.pytorch  # noqa: F401
         import torch  # noqa: F401
         from mlflow.models import infer_signature  # noqa: F401
@@ -716,6 +732,8 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
             replies.write(json.dumps({"ok": True, **(result or {})}) + "\n")
             replies.flush()
         if op == "start":
+            # After answering: the train stage is still importing Lightning and needs the run id
+            # first. (Importing these before making the run delayed that answer by ~0.8 s.)
             worker.warm_up()
     if worker.run_id is not None and not worker.done:
         # The train stage went away without finishing or ending the run: it was killed.

@@ -274,6 +274,7 @@ def _finish(
         arrays["X_test"][:5],
         {k: float(v) for k, v in metrics.items()},
         {"config.yaml": to_yaml(cfg)},
+        cfg.tracking.model_format.value,
     )
     experiment = cfg.tracking.experiment
     info = tracking.RunInfo(worker.uri, experiment, worker.experiment_id, worker.run_id, model_uri)

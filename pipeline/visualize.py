@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -262,23 +261,6 @@ def projection_settings(cfg: Config) -> dict[str, Any]:
     return {"seed": cfg.seed, "perplexity": vcfg.tsne_perplexity, "pca_dims": vcfg.pca_before_tsne}
 
 
-def project_and_draw(
-    jobs: dict[tuple[str, str], np.ndarray],
-    labels: np.ndarray,
-    classes: list[str],
-    settings: dict[str, Any],
-    path: Path,
-    dpi: int,
-) -> dict[str, Any]:
-    """``projection_panels``, then their figure saved to ``path``: the helper process's share."""
-    from pipeline.plots import activations as act_figs
-    from pipeline.plots import render
-
-    panels = projection_panels(jobs, labels, **settings)
-    render(act_figs.projections, path, dpi, panels["projections"], labels, classes, panels["separation"])
-    return panels
-
-
 def metrics_of(net: model.MLP, result: dict[str, Any]) -> dict[str, float]:
     """Flat metrics for DVC and MLflow: one dead/saturated fraction per hidden layer, and more."""
     from pipeline import model
@@ -304,6 +286,13 @@ def linear_layers(net: model.MLP) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 Recipe = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+def projections_recipe(result: dict[str, Any], y: np.ndarray, classes: list[str]) -> Recipe:
+    from pipeline.plots import activations as act_figs
+
+    rows = result["projection_rows"]
+    return act_figs.projections, (result["projections"], y[rows], classes, result["separation"])
 
 
 def figure_recipes(
@@ -356,10 +345,7 @@ def figure_recipes(
         ]
         recipes["class_activations"] = (act_figs.class_activation_heatmap, (ordered, classes))
     if "projections" in result:
-        recipes["projections"] = (
-            act_figs.projections,
-            (result["projections"], y[result["projection_rows"]], classes, result["separation"]),
-        )
+        recipes["projections"] = projections_recipe(result, y, classes)
 
     errors = result["errors"]
     if len(errors):
@@ -412,10 +398,9 @@ def run(cfg: Config) -> dict[str, float]:
     from pipeline.plots import render
 
     started = time.perf_counter()
-    # A helper process projects (sklearn's import and t-SNE, ~2 s) and draws the projections
-    # while this one loads torch and the model and draws the other figures (~2 s): both cores.
-    warm = ("sklearn.manifold", "sklearn.decomposition", "sklearn.metrics", "pipeline.plots.activations")
-    with Helper(warm) as helper:
+    # A helper process projects (sklearn's import and t-SNE, ~2 s) while this one loads torch and
+    # the model and draws the other figures (~2 s): both cores at once.
+    with Helper(warm=("sklearn.manifold", "sklearn.decomposition", "sklearn.metrics")) as helper:
         arrays, summary = prepare.load(cfg)
         net = model.load(layout.model_file(cfg))
         run_info = tracking.load_run(layout.run_file(cfg))
@@ -423,27 +408,21 @@ def run(cfg: Config) -> dict[str, float]:
         best_epoch = int(io.read_json(cfg.paths.train_metrics, "train")["best_epoch"])
 
         result = analyse(net, arrays, summary, cfg)
+        y, rows = arrays["y_test"], result["projection_rows"]
+        jobs, settings = result["projection_jobs"], projection_settings(cfg)
+        panels = helper.submit(projection_panels, jobs, y[rows], **settings)
         folder, dpi = layout.figure_dir(cfg.paths.visualize), cfg.report.dpi
-        rows = result["projection_rows"]
-        panels = helper.submit(
-            project_and_draw,
-            result["projection_jobs"],
-            arrays["y_test"][rows],
-            summary["class_names"],
-            projection_settings(cfg),
-            folder / "projections.png",
-            dpi,
-        )
         recipes = figure_recipes(cfg, net, arrays, summary, history, best_epoch, result)
         done = {
             name: render(plot, folder / f"{name}.png", dpi, *args) for name, (plot, args) in recipes.items()
         }
         result.update(panels.result())
-        # In report order: the projections come before the error gallery.
-        names = list(done)
-        names.insert(names.index("error_gallery") if "error_gallery" in names else len(names), "projections")
-        done["projections"] = folder / "projections.png"
-        figures = [done[name] for name in names]
+    plot, args = projections_recipe(result, y, summary["class_names"])
+    done["projections"] = render(plot, folder / "projections.png", dpi, *args)
+    # In report order: the projections come before the error gallery.
+    names = list(recipes)
+    names.insert(names.index("error_gallery") if "error_gallery" in names else len(names), "projections")
+    figures = [done[name] for name in names]
 
     metrics = metrics_of(net, result)
     io.write_json(layout.network_file(cfg), network_record(net, result, summary, arrays["y_test"]))
