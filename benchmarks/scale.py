@@ -64,8 +64,8 @@ def one(n: int, epochs: int, explain: bool = True) -> dict[str, float]:
     background = arrays["X_train"][np.random.default_rng(0).choice(n, 100, replace=False)]
     start = time.perf_counter()
     fast_deep.deep_shap(net.eval(), background, arrays["X_train"])
-    explain = time.perf_counter() - start
-    return {"epoch_s": per_epoch, "explain_s": explain, "data_mb": data_mb, "rss_train_mb": rss_train}
+    explain_s = time.perf_counter() - start
+    return {"epoch_s": per_epoch, "explain_s": explain_s, "data_mb": data_mb, "rss_train_mb": rss_train}
 
 
 def child(n: int, epochs: int, explain: bool) -> dict[str, float]:

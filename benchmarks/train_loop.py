@@ -102,7 +102,7 @@ def glassnet_trainer(folder: Path, epochs: int) -> tuple[Any, int, Any]:
 
 
 def glassnet_fit(
-    net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, trainer: tuple[Any, int]
+    net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, trainer: tuple[Any, int, Any]
 ) -> None:
     from pipeline.train import fit
 

@@ -142,6 +142,7 @@ class Helper:
         raise HelperError(f"A call in the helper process failed:\n{text}")
 
     def _gone(self) -> str:
+        self._process.join(timeout=5)  # it closed the pipe: its exit code follows shortly
         return f"The helper process stopped (exit code {self._process.exitcode}); its error is above."
 
     def __enter__(self) -> Helper:
@@ -155,6 +156,6 @@ class Helper:
             self._sender.join(timeout=60)
             self._process.join(timeout=60)
         if self._process.is_alive():  # an error here, or a helper that does not stop
-            self._process.terminate()
+            self._process.kill()  # it ignores SIGTERM (see _serve); nothing it does is needed now
             self._process.join()
         self._conn.close()
