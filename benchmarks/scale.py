@@ -38,7 +38,7 @@ def one(n: int, epochs: int, explain: bool = True) -> dict[str, float]:
 
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
-    from benchmarks.train_loop import glassnet_trainer, synthetic
+    from benchmarks.train_loop import glassnet_trainer, synthetic, tracking_worker
     from pipeline import fast_deep
     from pipeline.model import MLP
     from pipeline.train import fit
@@ -48,7 +48,8 @@ def one(n: int, epochs: int, explain: bool = True) -> dict[str, float]:
     torch.manual_seed(0)
     net = MLP(784, 10, [128], "relu", 0.2)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, per_step, worker = glassnet_trainer(Path(tmp), epochs)
+        worker = tracking_worker(Path(tmp))
+        trainer, per_step = glassnet_trainer(Path(tmp), epochs, worker)
         start = time.perf_counter()
         fit(net, partial(torch.optim.Adam, lr=1e-3), arrays, trainer, 64, seed=0, batches_per_step=per_step)
         per_epoch = (time.perf_counter() - start) / epochs

@@ -75,14 +75,22 @@ def plain_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: i
         float(total), float(correct)  # the epoch's metrics, as a user would read them
 
 
-def glassnet_trainer(folder: Path, epochs: int) -> tuple[Any, int, Any]:
+def tracking_worker(folder: Path) -> Any:
+    """The train stage's MLflow helper process on a temporary SQLite store, started and warmed up
+    before anything is timed (its start-up would otherwise run on the other core during a fit)."""
+    from pipeline import tracking
+
+    worker = tracking.TrackingWorker(f"sqlite:///{folder / 'mlflow.db'}", "bench", None, {}, {})
+    worker.ready()
+    return worker
+
+
+def glassnet_trainer(folder: Path, epochs: int, worker: Any) -> tuple[Any, int]:
     """A Trainer as the train stage builds it (``pipeline.train.build_trainer``: config, callbacks,
-    the MLflow helper process's logger), the configured mini-batches per Lightning step, and the
-    helper (ready: its start-up is not part of the timed fit)."""
+    the logger that hands each epoch's metrics to ``worker``), and the mini-batches per step."""
     from hydra import compose, initialize_config_dir
 
     from benchmarks.common import ROOT
-    from pipeline import tracking
     from pipeline.config import to_config
     from pipeline.lit import WorkerLogger
     from pipeline.train import build_trainer
@@ -95,18 +103,16 @@ def glassnet_trainer(folder: Path, epochs: int) -> tuple[Any, int, Any]:
     ]
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = to_config(compose("config", overrides=overrides))
-    worker = tracking.TrackingWorker(f"sqlite:///{folder / 'mlflow.db'}", "bench", None, {}, {})
-    worker.run_id  # noqa: B018 -- wait until the helper has its run
     trainer, _ = build_trainer(cfg, WorkerLogger(worker), folder / "ckpt")
-    return trainer, int(cfg.train.batches_per_step), worker
+    return trainer, int(cfg.train.batches_per_step)
 
 
 def glassnet_fit(
-    net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, trainer: tuple[Any, int, Any]
+    net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, trainer: tuple[Any, int]
 ) -> None:
     from pipeline.train import fit
 
-    lightning, per_step, _ = trainer
+    lightning, per_step = trainer
     fit(
         net,
         partial(torch.optim.Adam, lr=1e-3),
@@ -157,14 +163,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         # Warm-up: first calls pay for lazy imports and allocator growth on both sides.
-        warm = glassnet_trainer(Path(tmp) / "w", 1)
-        glassnet_fit(copy.deepcopy(template), arrays, 256, warm)
-        warm[2].end("FINISHED")
+        worker = tracking_worker(Path(tmp))  # one MLflow run holds every fit's epochs
+        glassnet_fit(copy.deepcopy(template), arrays, 256, glassnet_trainer(Path(tmp) / "w", 1, worker))
         plain_fit(copy.deepcopy(template), arrays, 256, 1)
         for batch_size in (256, 64):
             plain, glass, ratios = [], [], []
             for rep in range(repeats):
-                trainer = glassnet_trainer(Path(tmp) / f"{batch_size}-{rep}", epochs)
+                trainer = glassnet_trainer(Path(tmp) / f"{batch_size}-{rep}", epochs, worker)
                 sides = {
                     "plain": partial(plain_fit, copy.deepcopy(template), arrays, batch_size, epochs),
                     "glassnet": partial(glassnet_fit, copy.deepcopy(template), arrays, batch_size, trainer),
@@ -175,7 +180,6 @@ def main() -> None:
                     start = time.perf_counter()
                     sides[side]()
                     took[side] = (time.perf_counter() - start) / epochs
-                trainer[2].end("FINISHED")
                 plain.append(took["plain"])
                 glass.append(took["glassnet"])
                 ratios.append(took["glassnet"] / took["plain"])
@@ -191,6 +195,7 @@ def main() -> None:
                     f"{gflop / ps.median:.0f} / {gflop / gs.median:.0f}",
                 ]
             )
+        worker.end("FINISHED")  # before its store goes with the folder
     log.info("")
     table(
         [

@@ -24,12 +24,14 @@ import threading
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from pipeline.errors import GlassnetError
 
 T = TypeVar("T")
+_STOP = b"stop"  # never a pickle: every pickle starts with the PROTO opcode (0x80)
 
 
 class HelperError(GlassnetError):
@@ -45,12 +47,12 @@ def _serve(conn: Connection, warm: tuple[str, ...]) -> None:
         importlib.import_module(name)
     while True:
         try:
-            job = conn.recv()
+            data = conn.recv_bytes()
         except EOFError:
             break
-        if job is None:
+        if data == _STOP:
             break
-        fn, args, kwargs = job
+        fn, args, kwargs = ForkingPickler.loads(data)
         try:
             reply: tuple[bool, Any] = (True, fn(*args, **kwargs))
         except Exception as err:  # noqa: BLE001 -- sent back and raised in the stage
@@ -104,7 +106,7 @@ class Helper:
         self._results: dict[int, tuple[bool, Any]] = {}
         # Sending blocks once the pipe's buffer (64 KB) is full, until the helper reads, and it
         # reads only after its own imports: a thread sends, so the stage goes on meanwhile.
-        self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._send_error: BaseException | None = None
         self._sender = threading.Thread(target=self._send_all, name="helper-send", daemon=True)
         self._sender.start()
@@ -113,7 +115,7 @@ class Helper:
         while True:
             job = self._outbox.get()
             try:
-                self._conn.send(job)
+                self._conn.send_bytes(job if job is not None else _STOP)
             except Exception as err:  # noqa: BLE001 -- raised by the next result()
                 self._send_error = err
                 return
@@ -123,13 +125,18 @@ class Helper:
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Pending[T]:
         if self._send_error is not None:
             raise HelperError(self._gone()) from self._send_error
-        self._outbox.put((fn, args, kwargs))
+        # Pickled here, so an argument that cannot travel fails now, in the stage, naming itself.
+        self._outbox.put(bytes(ForkingPickler.dumps((fn, args, kwargs))))
         self._sent += 1
         return Pending(self, self._sent - 1)
 
     def _result(self, index: int) -> Any:
         while index not in self._results:
             try:
+                # Wait in slices: a job the thread failed to send will never be answered.
+                while not self._conn.poll(0.2):
+                    if self._send_error is not None or not self._process.is_alive():
+                        raise HelperError(self._gone()) from self._send_error
                 self._results[len(self._results)] = self._conn.recv()
             except (EOFError, OSError) as err:
                 raise HelperError(self._gone()) from (self._send_error or err)
@@ -143,6 +150,8 @@ class Helper:
 
     def _gone(self) -> str:
         self._process.join(timeout=5)  # it closed the pipe: its exit code follows shortly
+        if self._send_error is not None:
+            return f"Could not send a job to the helper process: {self._send_error}"
         return f"The helper process stopped (exit code {self._process.exitcode}); its error is above."
 
     def __enter__(self) -> Helper:

@@ -238,6 +238,8 @@ def _train(
     check_finite(roles["history"].rows)
     if not trainer.is_global_zero or worker is None:
         # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
+        if worker is not None:  # the environment named no rank, yet Lightning made this one non-zero
+            worker.end("KILLED")
         return {"rank": trainer.global_rank, "objective": float("nan")}
     return _finish(cfg, net, arrays, roles, partial, worker, tags, started)
 

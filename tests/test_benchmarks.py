@@ -51,3 +51,11 @@ def test_scale(tmp_path: Path) -> None:
     out = bench("scale", "--plot", str(tmp_path / "scale.png"))
     assert "| 1,000" in out and "| 2,000" in out and "peak RSS" in out
     assert (tmp_path / "scale.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow  # every stage once, on a small MNIST-shaped set
+def test_memory() -> None:
+    out = bench("memory")
+    for stage in ("prepare", "train", "evaluate", "explain", "visualize", "report", "publish"):
+        assert f"| {stage}" in out
+    assert "peak RSS MB" in out

@@ -363,13 +363,17 @@ def run_pipeline(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     from pipeline.plots import attribution
 
     drawn: dict[str, Any] = {}
-    original = attribution.feature_importance_bars
+    original = explain.figure_recipes
 
-    def spy(importance: np.ndarray, feature_names: Any, *args: Any, **kwargs: Any) -> Any:
+    # The figures are drawn in a helper process; what it is asked to draw is decided here.
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        recipes = original(*args, **kwargs)
+        plot, (_, feature_names, *_) = recipes["feature_importance"]
+        assert plot is attribution.feature_importance_bars
         drawn["feature_names"] = list(feature_names)
-        return original(importance, feature_names, *args, **kwargs)
+        return recipes
 
-    monkeypatch.setattr(attribution, "feature_importance_bars", spy)
+    monkeypatch.setattr(explain, "figure_recipes", spy)
     summary = prepare.run(cfg)
     train.run(cfg)
     metrics = evaluate.run(cfg)

@@ -38,6 +38,7 @@ def test_a_run_from_start_to_finish(tmp_path: Path, model_format: str) -> None:
     worker = _worker(tmp_path)
     run_id = worker.run_id
     assert not worker.resumed
+    worker.ready()  # answered once the helper has imported all it needs
     worker.log_metrics({"val_loss": 0.5, "epoch": 0}, step=0)
     worker.log_metrics({"val_loss": 0.25, "epoch": 1}, step=1)
     net, path = _saved_net(tmp_path)
