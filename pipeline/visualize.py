@@ -193,6 +193,18 @@ def layer_stats(layers: list[LayerActivations], margin: float, share: float) -> 
     return rows
 
 
+def projection_sample(
+    arrays: dict[str, np.ndarray], summary: dict[str, Any], cfg: Config
+) -> tuple[np.ndarray, np.ndarray]:
+    """The test rows the 2-D projections show (seeded, at most visualize.tsne_max_samples; the same
+    rows in all four panels, so the point clouds can be compared) and their input features."""
+    pick = stats.subsample(len(arrays["y_test"]), cfg.visualize.tsne_max_samples, cfg.seed)
+    # Images: raw pixels (one unit for all columns; standardizing blows up near-constant
+    # border pixels and a few rows then dominate the PCA). Tabular: the standardized
+    # features, else the column with the largest unit would dominate.
+    return pick, (arrays["X_test_raw"] if summary["image_shape"] else arrays["X_test"])[pick]
+
+
 def analyse(
     net: model.MLP, arrays: dict[str, np.ndarray], summary: dict[str, Any], cfg: Config
 ) -> dict[str, Any]:
@@ -206,13 +218,8 @@ def analyse(
     rows = layer_stats(layers, vcfg.saturation_margin, vcfg.saturation_share)
     means = [stats.class_means(layer.post, y, n_classes) for layer in layers]
 
-    # Same rows for all four panels, so the point clouds can be compared.
-    pick = stats.subsample(len(y), vcfg.tsne_max_samples, cfg.seed)
+    pick, inputs = projection_sample(arrays, summary, cfg)
     last = layers[-1].post[pick] if layers else X[pick]
-    # Images: raw pixels (one unit for all columns; standardizing blows up near-constant
-    # border pixels and a few rows then dominate the PCA). Tabular: the standardized
-    # features, else the column with the largest unit would dominate.
-    inputs = (arrays["X_test_raw"] if summary["image_shape"] else X)[pick]
     jobs = {
         (m, source): data for m in ("pca", "tsne") for source, data in (("inputs", inputs), ("hidden", last))
     }
@@ -393,30 +400,43 @@ def network_record(
 
 
 def run(cfg: Config) -> dict[str, float]:
-    from pipeline import model
     from pipeline.helper import Helper
     from pipeline.plots import render
 
     started = time.perf_counter()
-    # A helper process projects (sklearn's import and t-SNE, ~2 s) while this one loads torch and
-    # the model and draws the other figures (~2 s): both cores at once.
+    # A helper process projects (sklearn's import and t-SNE, ~2.5 s) while this one loads torch and
+    # the model and draws the other figures (~3 s): both cores at once. The inputs need no model,
+    # so their projections are on their way before torch is even imported.
+    settings = projection_settings(cfg)
     with Helper(warm=("sklearn.manifold", "sklearn.decomposition", "sklearn.metrics")) as helper:
         arrays, summary = prepare.load(cfg)
+        pick, inputs = projection_sample(arrays, summary, cfg)
+        y = arrays["y_test"]
+        input_jobs = {(method, "inputs"): inputs for method in ("pca", "tsne")}
+        input_panels = helper.submit(projection_panels, input_jobs, y[pick], **settings)
+        from pipeline import model  # torch (~1 s): after the helper has its first job
+
         net = model.load(layout.model_file(cfg))
         run_info = tracking.load_run(layout.run_file(cfg))
         history = io.read_json(layout.weight_history_file(cfg), "train")
         best_epoch = int(io.read_json(cfg.paths.train_metrics, "train")["best_epoch"])
 
         result = analyse(net, arrays, summary, cfg)
-        y, rows = arrays["y_test"], result["projection_rows"]
-        jobs, settings = result["projection_jobs"], projection_settings(cfg)
-        panels = helper.submit(projection_panels, jobs, y[rows], **settings)
+        hidden_jobs = {key: rows for key, rows in result["projection_jobs"].items() if key[1] == "hidden"}
+        hidden_panels = helper.submit(projection_panels, hidden_jobs, y[pick], **settings)
         folder, dpi = layout.figure_dir(cfg.paths.visualize), cfg.report.dpi
         recipes = figure_recipes(cfg, net, arrays, summary, history, best_epoch, result)
         done = {
             name: render(plot, folder / f"{name}.png", dpi, *args) for name, (plot, args) in recipes.items()
         }
-        result.update(panels.result())
+        parts = input_panels.result(), hidden_panels.result()
+    # Merged in the order compute() gives them (the metrics file lists them in that order).
+    order = list(result["projection_jobs"])
+    merged = {key: part["projections"][key] for part in parts for key in part["projections"]}
+    separation = {name: value for part in parts for name, value in part["separation"].items()}
+    result["projections"] = {key: merged[key] for key in order}
+    scores = [f"silhouette_{source}_{method}" for method, source in order]
+    result["separation"] = {name: separation[name] for name in scores}
     plot, args = projections_recipe(result, y, summary["class_names"])
     done["projections"] = render(plot, folder / "projections.png", dpi, *args)
     # In report order: the projections come before the error gallery.
