@@ -146,7 +146,7 @@ def figure_recipes(
 
 def run(cfg: Config) -> dict[str, Any]:
     from pipeline.helper import Helper
-    from pipeline.plots import render
+    from pipeline.plots import render, render_rest
 
     # A helper process draws half of the figures (the training curves while this process is still
     # importing torch): both cores at once.
@@ -171,13 +171,7 @@ def run(cfg: Config) -> dict[str, Any]:
         recipes = figure_recipes(result, history, classes)
         plot, args = recipes["confusion_matrix"]
         pending["confusion_matrix"] = helper.submit(render, plot, folder / "confusion_matrix.png", dpi, *args)
-        done = {
-            name: render(plot, folder / f"{name}.png", dpi, *args)
-            for name, (plot, args) in recipes.items()
-            if name not in pending
-        }
-        done.update({name: future.result() for name, future in pending.items()})
-    figures = [done[name] for name in recipes]  # in report order
+        figures = render_rest(recipes, pending, folder, dpi)
     io.write_json(layout.evaluation_file(cfg), result)
     io.write_json(cfg.paths.evaluate_metrics, result["metrics"])
     io.write_csv(

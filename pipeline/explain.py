@@ -552,7 +552,7 @@ def run(cfg: Config) -> dict[str, Any]:
 
 def _run(cfg: Config, helper: Any) -> dict[str, Any]:
     from pipeline import model
-    from pipeline.plots import render
+    from pipeline.plots import render, render_rest
 
     arrays, summary = prepare.load(cfg)
     net = model.load(layout.model_file(cfg))
@@ -618,14 +618,7 @@ def _run(cfg: Config, helper: Any) -> dict[str, Any]:
     }
     trust, trust_arrays = trust_metrics(net, cfg, X, y_true, values, y_pred, background)
     result.update(trust_arrays)
-    recipes = figure_recipes(cfg, summary, result, raw_test)
-    done = {
-        name: render(plot, folder / f"{name}.png", dpi, *args)
-        for name, (plot, args) in recipes.items()
-        if name not in pending
-    }
-    done.update({name: future.result() for name, future in pending.items()})
-    figures = [done[name] for name in recipes]  # in report order
+    figures = render_rest(figure_recipes(cfg, summary, result, raw_test), pending, folder, dpi)
     metrics = {
         "additivity_max_error": float(error.max()),
         "additivity_mean_error": float(error.mean()),

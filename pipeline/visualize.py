@@ -401,7 +401,7 @@ def network_record(
 
 def run(cfg: Config) -> dict[str, float]:
     from pipeline.helper import Helper
-    from pipeline.plots import render
+    from pipeline.plots import render, render_rest
 
     started = time.perf_counter()
     # A helper process projects (sklearn's import and t-SNE, ~2.5 s) while this one loads torch and
@@ -426,9 +426,7 @@ def run(cfg: Config) -> dict[str, float]:
         hidden_panels = helper.submit(projection_panels, hidden_jobs, y[pick], **settings)
         folder, dpi = layout.figure_dir(cfg.paths.visualize), cfg.report.dpi
         recipes = figure_recipes(cfg, net, arrays, summary, history, best_epoch, result)
-        done = {
-            name: render(plot, folder / f"{name}.png", dpi, *args) for name, (plot, args) in recipes.items()
-        }
+        figures = render_rest(recipes, {}, folder, dpi)
         parts = input_panels.result(), hidden_panels.result()
     # Merged in the order compute() gives them (the metrics file lists them in that order).
     order = list(result["projection_jobs"])
@@ -438,11 +436,10 @@ def run(cfg: Config) -> dict[str, float]:
     scores = [f"silhouette_{source}_{method}" for method, source in order]
     result["separation"] = {name: separation[name] for name in scores}
     plot, args = projections_recipe(result, y, summary["class_names"])
-    done["projections"] = render(plot, folder / "projections.png", dpi, *args)
+    projections = render(plot, folder / "projections.png", dpi, *args)
     # In report order: the projections come before the error gallery.
     names = list(recipes)
-    names.insert(names.index("error_gallery") if "error_gallery" in names else len(names), "projections")
-    figures = [done[name] for name in names]
+    figures.insert(names.index("error_gallery") if "error_gallery" in names else len(names), projections)
 
     metrics = metrics_of(net, result)
     io.write_json(layout.network_file(cfg), network_record(net, result, summary, arrays["y_test"]))

@@ -9,7 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
 
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
 from matplotlib.figure import Figure  # noqa: E402
@@ -38,3 +38,21 @@ def render(plot: Callable[..., Figure], path: str | Path, dpi: int, *args: Any, 
     """Draw ``plot(*args, **kwargs)`` and save it to ``path``: one figure, start to end, in one
     call that a helper process can run (pipeline.helper)."""
     return save_png(plot(*args, **kwargs), path, dpi)
+
+
+def render_rest(
+    recipes: Mapping[str, tuple[Callable[..., Figure], tuple[Any, ...]]],
+    pending: Mapping[str, Any],
+    folder: Path,
+    dpi: int,
+) -> list[Path]:
+    """Render here each recipe (name -> (plot, args)) not already handed to a helper process
+    (``pending``: name -> its ``Pending``), collect the helper's, and return every figure's path in
+    the recipes' order."""
+    done = {
+        name: render(plot, folder / f"{name}.png", dpi, *args)
+        for name, (plot, args) in recipes.items()
+        if name not in pending
+    }
+    done.update({name: future.result() for name, future in pending.items()})
+    return [done[name] for name in recipes]
