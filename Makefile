@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: pipeline test setup setup-dev browser lint params clean
+.PHONY: pipeline test setup setup-dev browser lint params plots-template clean
 
 pipeline: setup  ## set up, then run every stage on the default data
 	dvc repro
@@ -21,8 +21,8 @@ lint:
 	ruff format --check pipeline tests benchmarks
 	mypy
 
-setup: $(VENV)/.runtime
-setup-dev: $(VENV)/.dev
+setup: $(VENV)/.runtime plots-template
+setup-dev: setup $(VENV)/.dev
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+# The page `dvc plots show` writes loads Vega from a CDN unless .dvc/config's plots.html_template
+# names a template with it inlined: written from the installed package (cheap; rewritten only if changed).
+plots-template: $(VENV)/.runtime
+	python -m pipeline.vega
 
 params:  ## recompose params.yaml from conf/ (what `dvc exp run` does)
 	python -m pipeline.params

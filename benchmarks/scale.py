@@ -38,7 +38,7 @@ def one(n: int, epochs: int, explain: bool = True) -> dict[str, float]:
 
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
-    from benchmarks.train_loop import glassnet_trainer, synthetic, tracking_worker
+    from benchmarks.train_loop import glassnet_trainer, synthetic
     from pipeline import fast_deep
     from pipeline.model import MLP
     from pipeline.train import fit
@@ -48,12 +48,10 @@ def one(n: int, epochs: int, explain: bool = True) -> dict[str, float]:
     torch.manual_seed(0)
     net = MLP(784, 10, [128], "relu", 0.2)
     with tempfile.TemporaryDirectory() as tmp:
-        worker = tracking_worker(Path(tmp))
-        trainer, per_step = glassnet_trainer(Path(tmp), epochs, worker)
+        trainer = glassnet_trainer(Path(tmp), epochs)
         start = time.perf_counter()
-        fit(net, partial(torch.optim.Adam, lr=1e-3), arrays, trainer, 64, seed=0, batches_per_step=per_step)
+        fit(net, partial(torch.optim.Adam, lr=1e-3), arrays, trainer, 64, seed=0)
         per_epoch = (time.perf_counter() - start) / epochs
-        worker.end("FINISHED")  # before its store is deleted with the folder
     rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
     if not explain:
         return {

@@ -2,6 +2,7 @@
 
     python -m benchmarks.startup                # the default digits pipeline, as a user runs it
     python -m benchmarks.startup --quick        # smoke test: 2 epochs, tiny explain settings
+    python -m benchmarks.startup --baseline ../old   # against another checkout, alternating runs
 
 The project (conf/, pipeline/, dvc.yaml, params.yaml, ...) is copied into a temporary git
 repository and `dvc repro` runs there from scratch with PYTHONPROFILEIMPORTTIME=1, so every stage
@@ -10,10 +11,12 @@ spent importing (sum of the top-level imports' cumulative times), of which MLflo
 torch and SHAP, and the rest ("work": Hydra, the stage's computation, MLflow calls, writing files).
 The cold run is repeated ``--repeats`` times, each in a fresh copy (figures: median [min..max];
 per stage: medians). Then the no-op `dvc repro` (nothing changed) is timed ``--repeats`` times.
-The train stage's MLflow helper process and the stages' figure helpers are not profiled: their
-imports run beside the stage's, on the other core, and show in the stage's wall time only where
-the stage waits for them. The report is checked
-too: stage wall, HTML size, embedded PNGs and how many of them are duplicates.
+A stage's pool worker (pipeline.parallel) reports its imports too: they run beside the stage's,
+on the other core, and are counted in the stage's import time. The report is checked too: stage
+wall, HTML size, embedded PNGs and how many of them are duplicates.
+
+``--baseline DIR`` (e.g. a `git worktree` of an earlier commit) runs DIR's pipeline cold as well,
+alternating with this one (baseline, this, baseline, this, ...), and prints both and the ratio.
 """
 
 from __future__ import annotations
@@ -59,9 +62,9 @@ def env() -> dict[str, str]:
     return out
 
 
-def copy_project(root: Path, quick: bool) -> None:
+def copy_project(root: Path, quick: bool, source: Path = ROOT) -> None:
     for name in PROJECT_FILES:
-        src, dst = ROOT / name, root / name
+        src, dst = source / name, root / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
@@ -135,7 +138,9 @@ def check_report(html: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    args = parser(__doc__).parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--baseline", default="", help="another checkout to run alternately and compare with")
+    args = cli.parse_args()
     setup_logging()
     repeats = 1 if args.quick else args.repeats
     log.info(
@@ -147,15 +152,25 @@ def main() -> None:
     )
     colds: list[float] = []
     runs: list[list[dict[str, float | str]]] = []
+    base_colds: list[float] = []
+    base_runs: list[list[dict[str, float | str]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(repeats):
             # Each cold run in a new copy: nothing cached, no MLflow store yet (the first run a
             # user makes; later ones find the store and are ~1 s faster).
+            if args.baseline:
+                base = Path(tmp) / f"baseline{rep}"
+                copy_project(base, args.quick, Path(args.baseline).resolve())
+                wall, lines = cold_repro(base)
+                base_colds.append(wall)
+                base_runs.append(per_stage(wall, lines))
             root = Path(tmp) / f"project{rep}"
             copy_project(root, args.quick)
             wall, lines = cold_repro(root)
             colds.append(wall)
             runs.append(per_stage(wall, lines))
+        if args.baseline:
+            _compare(base_runs, runs, Stat(base_colds), Stat(colds))
         load_cold = loadavg()
         rows = []
         for i, first in enumerate(runs[0]):
@@ -207,6 +222,38 @@ def main() -> None:
             html["pngs"],
             html["duplicate_pngs"],
         )
+
+
+def _compare(
+    base_runs: list[list[dict[str, float | str]]],
+    runs: list[list[dict[str, float | str]]],
+    base: Stat,
+    this: Stat,
+) -> None:
+    """Per-stage medians of the baseline and of this checkout, and the cold runs' ratio."""
+
+    def med(rs: list[list[dict[str, float | str]]], stage: str) -> float:
+        return Stat([next(float(s["wall"]) for s in r if s["stage"] == stage) for r in rs]).median
+
+    rows = []
+    for entry in runs[0]:
+        name = str(entry["stage"])
+        old = (
+            med(base_runs, name)
+            if all(any(s["stage"] == name for s in r) for r in base_runs)
+            else float("nan")
+        )
+        new = med(runs, name)
+        rows.append([name, f"{old:.1f}", f"{new:.1f}", f"{new / old:.2f}x"])
+    log.info("")
+    log.info("per stage, median of %d alternating cold runs each:", len(runs))
+    table(["stage", "baseline s", "this s", "ratio"], rows)
+    log.info(
+        "cold `dvc repro`: baseline %s, this %s: %.3fx (medians)",
+        base.fmt(1),
+        this.fmt(1),
+        this.median / base.median,
+    )
 
 
 def _timed_noop(root: Path) -> float:

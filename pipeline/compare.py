@@ -20,10 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline import io, tracking
+from pipeline import figures, io
 from pipeline.config import Config
 from pipeline.errors import GlassnetError
-from pipeline.report import embed_figure, fmt_num, make_env
+from pipeline.html import ReportFigure, embed_figure, fmt_num, render_page
+from pipeline.tracking import location, queries
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,10 @@ log = logging.getLogger(__name__)
 IGNORED_PARAM_PREFIXES = ("paths.", "tracking.", "compare.", "report.", "trainer.enable_progress_bar")
 # Metrics logged once per epoch: drawn as curves, not leaderboard columns.
 CURVE_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
-EXPLANATION_FIGURES = ("explain/class_importance.png", "explain/feature_importance.png")
-
-FIGURE_TEXT = {
+# The report figures shown side by side for the two best runs (figure ids of pipeline.figures).
+BEST_RUN_FIGURES = ("class_importance", "feature_importance")
+# This page's own figures are drawn per run set (one per varying hyperparameter): their captions.
+CAPTIONS = {
     "param": "Each point is a run; the y-axis is the ranking metric. A trend shows how much this "
     "hyperparameter matters; points at the same x that differ show the effect of the other settings.",
     "curves": "Validation loss after each epoch, one line per run. Lower is better; a curve that turns "
@@ -46,8 +48,8 @@ class NoRunsError(GlassnetError):
 
 
 def rank(
-    runs: list[tracking.RunRecord], metric: str, higher_is_better: bool
-) -> tuple[list[tracking.RunRecord], list[tracking.RunRecord]]:
+    runs: list[queries.RunRecord], metric: str, higher_is_better: bool
+) -> tuple[list[queries.RunRecord], list[queries.RunRecord]]:
     """(runs with ``metric``, best first; runs without it)."""
     scored = [r for r in runs if metric in r.metrics and math.isfinite(r.metrics[metric])]
     missing = [r for r in runs if r not in scored]
@@ -55,20 +57,20 @@ def rank(
     return scored, missing
 
 
-def varying_params(runs: list[tracking.RunRecord]) -> list[str]:
+def varying_params(runs: list[queries.RunRecord]) -> list[str]:
     """Parameter keys whose value differs between runs (a key missing in a run counts as a value)."""
     keys = sorted({k for r in runs for k in r.params if not k.startswith(IGNORED_PARAM_PREFIXES)})
     return [k for k in keys if len({r.params.get(k, "—") for r in runs}) > 1]
 
 
-def metric_columns(runs: list[tracking.RunRecord], metric: str) -> list[str]:
+def metric_columns(runs: list[queries.RunRecord], metric: str) -> list[str]:
     """The ranking metric first, then every other scalar metric the runs logged."""
     others = sorted({k for r in runs for k in r.metrics} - {metric, *CURVE_METRICS, "epoch"})
     return [metric, *others]
 
 
 def verdict(
-    ranked: list[tracking.RunRecord], missing: list[tracking.RunRecord], metric: str, varying: list[str]
+    ranked: list[queries.RunRecord], missing: list[queries.RunRecord], metric: str, varying: list[str]
 ) -> list[str]:
     best = ranked[0]
     sentences = [f"Best run: {best.name} with {metric} = {fmt_num(best.metrics[metric])}."]
@@ -90,7 +92,7 @@ def verdict(
 
 
 def draw(
-    ranked: list[tracking.RunRecord],
+    ranked: list[queries.RunRecord],
     varying: list[str],
     metric: str,
     histories: dict[str, list[float]],
@@ -106,29 +108,31 @@ def draw(
             [r.params.get(key, "—") for r in ranked], [r.metrics[metric] for r in ranked], key, metric
         )
         path = save_png(fig, folder / f"param_{i}.png", dpi)
-        text = (
-            f"{key} against {metric}",
-            FIGURE_TEXT["param"],
-            f"Scatter plot of {metric} against {key}, one point per run.",
-        )
-        out["params"].append(embed_figure(path, text))
+        alt = f"Scatter plot of {metric} against {key}, one point per run."
+        out["params"].append(embed_figure(path, f"{key} against {metric}", CAPTIONS["param"], alt))
     if histories:
         fig = figs.overlaid_curves(histories, "validation loss")
         path = save_png(fig, folder / "curves.png", dpi)
-        text = (
-            "Training curves",
-            FIGURE_TEXT["curves"],
-            "Line chart of validation loss per epoch for each run.",
-        )
-        out["curves"].append(embed_figure(path, text))
+        alt = "Line chart of validation loss per epoch for each run."
+        out["curves"].append(embed_figure(path, "Training curves", CAPTIONS["curves"], alt))
     return out
 
 
+def logged_figures(uri: str, run_id: str, folder: Path) -> list[ReportFigure]:
+    """Those of BEST_RUN_FIGURES the run logged, embedded with the report's captions."""
+    embedded = []
+    for spec in map(figures.spec, BEST_RUN_FIGURES):
+        path = queries.download_artifact(uri, run_id, f"{spec.stage}/{spec.id}.png", folder)
+        if path is not None:
+            embedded.append(embed_figure(path, spec.title, spec.caption, spec.alt))
+    return embedded
+
+
 def run(cfg: Config) -> Path:
-    uri = tracking.resolve_uri(cfg.tracking.uri)
+    uri = location.resolve_uri(cfg.tracking.uri)
     c = cfg.compare
     experiment = c.experiment or cfg.tracking.experiment
-    runs = tracking.search_runs(uri, experiment, c.run_name_prefix, c.filter, c.max_runs)
+    runs = queries.search_runs(uri, experiment, c.run_name_prefix, c.filter, c.max_runs)
     conditions = []
     if c.run_name_prefix:
         conditions.append(f"name starts with '{c.run_name_prefix}'")
@@ -152,19 +156,16 @@ def run(cfg: Config) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         histories = {
-            f"#{i + 1} {r.name}": tracking.metric_history(uri, r.run_id, "val_loss")
+            f"#{i + 1} {r.name}": queries.metric_history(uri, r.run_id, "val_loss")
             for i, r in enumerate(ranked[:12])
         }
-        figures = draw(
+        drawn = draw(
             ranked, varying, c.metric, {k: v for k, v in histories.items() if v}, folder, cfg.report.dpi
         )
-        best_two = []
-        for i, r in enumerate(ranked[:2]):
-            side = folder / f"best{i}"
-            paths = [tracking.download_artifact(uri, r.run_id, name, side) for name in EXPLANATION_FIGURES]
-            best_two.append(
-                {"rank": i + 1, "name": r.name, "figures": [embed_figure(p) for p in paths if p is not None]}
-            )
+        best_two = [
+            {"rank": i + 1, "name": r.name, "figures": logged_figures(uri, r.run_id, folder / f"best{i}")}
+            for i, r in enumerate(ranked[:2])
+        ]
         context = {
             "title": f"Comparison of runs: {experiment}",
             "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -188,13 +189,13 @@ def run(cfg: Config) -> Path:
                 for i, r in enumerate(ranked)
             ],
             "missing": [r.name for r in missing],
-            "figures": figures,
+            "figures": drawn,
             "best_two": best_two,
         }
         html = render_compare(context)
     out = Path(c.output)
     io.write_text(out, html)
-    comparison = tracking.log_comparison(uri, experiment, out, [r.run_id for r in ranked])
+    comparison = queries.log_comparison(uri, experiment, out, [r.run_id for r in ranked])
     log.info(
         "Compared %d runs of '%s' by %s -> %s (MLflow run %s)",
         len(ranked),
@@ -214,15 +215,9 @@ SECTIONS = (
 )
 
 
-def fmt_metric(value: float) -> str:
-    return "—" if not math.isfinite(value) else f"{value:.4g}"
-
-
 def render_compare(context: dict[str, Any]) -> str:
-    env = make_env()
-    env.filters["fmt_metric"] = fmt_metric
-    sections = [{"id": sid, "title": title} for sid, title in SECTIONS]
-    return env.get_template("compare.html.j2").render(sections=sections, **context)
+    """Pure: context in, HTML out."""
+    return render_page("compare.html.j2", SECTIONS, "compare", context)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,17 @@ full key, and then checks value ranges.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import enum
-from collections.abc import Callable
+import importlib
+import inspect
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline.errors import ConfigError
 
@@ -78,6 +82,11 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
+    """``pytorch_lightning.Trainer`` arguments. The fields here are typed because the stages read
+    them; the node is open (see ``OPEN_SECTIONS``): any other keyword the Trainer takes can be added,
+    e.g. ``+trainer.gradient_clip_val=1.0``, and is checked against its signature when the train stage
+    builds the Trainer (``check_arguments``)."""
+
     _target_: str = "pytorch_lightning.Trainer"
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -89,13 +98,48 @@ class TrainerConfig:
     enable_progress_bar: bool = True
 
 
+class Interval(str, enum.Enum):
+    """When Lightning steps a learning-rate scheduler."""
+
+    epoch = "epoch"
+    step = "step"
+
+
+@dataclass
+class SchedulerConfig:
+    """A learning-rate scheduler built like the optimizer (``_target_``, ``_partial_: true``), with
+    its own keyword arguments (the node is open, checked against the scheduler's signature), and
+    how Lightning steps it (the typed fields, Lightning's ``lr_scheduler`` config). ``_target_:
+    null`` keeps the learning rate constant."""
+
+    _target_: str | None = None
+    _partial_: bool = True
+    interval: Interval = Interval.epoch
+    frequency: int = 1
+    monitor: str | None = None  # the logged metric ReduceLROnPlateau watches, e.g. val_loss
+
+
+# Trainer arguments the train stage sets itself, and what to do instead.
+STAGE_TRAINER_ARGS = {
+    "callbacks": "add yours under train.callbacks, e.g. "
+    "+train.callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor",
+    "logger": "the stage logs to MLflow; set tracking.uri and tracking.experiment",
+    "plugins": "the stage passes its atomic checkpoint writer",
+    "enable_checkpointing": "the stage keeps the best epoch's weights through its checkpoints",
+    "enable_model_summary": "the stage turns it off; the report shows the network's layers",
+}
+
+
 @dataclass
 class TrainConfig:
     batch_size: int = 64
-    batches_per_step: int = 16
     early_stopping_patience: int = 10
     objective: Objective = Objective.best_val_loss
     resume: bool = False
+    # Extra Lightning callbacks: name -> {_target_: ..., its arguments}, built and appended to the
+    # train stage's own callbacks. Named, not a list: the command line can add one at a time
+    # (+train.callbacks.lr._target_=...), where a list would have to be given whole.
+    callbacks: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,6 +232,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
@@ -199,6 +244,12 @@ class Config:
 
 
 ConfigStore.instance().store(name="glassnet_schema", node=Config)
+
+# Sections whose target takes more keyword arguments than the schema types. OmegaConf's structured
+# configs are closed, so ``to_config`` merges only their typed keys into the schema and adds the
+# others back as given (interpolations kept); ``check_open`` checks those against the target's
+# signature where the train stage imports it (Lightning takes ~4 s to import: not in every stage).
+OPEN_SECTIONS: dict[str, type] = {"trainer": TrainerConfig, "scheduler": SchedulerConfig}
 
 # (key, test, what must hold). Checked after the type merge, so values have their types.
 _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
@@ -212,7 +263,7 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("optim.weight_decay", lambda v: v >= 0, "non-negative"),
     ("trainer.max_epochs", lambda v: v >= 1, "at least 1"),
     ("train.batch_size", lambda v: v >= 1, "at least 1"),
-    ("train.batches_per_step", lambda v: v >= 1, "at least 1"),
+    ("scheduler.frequency", lambda v: v >= 1, "at least 1"),
     ("train.early_stopping_patience", lambda v: v >= 1, "at least 1"),
     ("evaluate.calibration_bins", lambda v: v >= 1, "at least 1"),
     ("explain.n_samples", lambda v: v >= 1, "at least 1"),
@@ -249,6 +300,26 @@ def validate(cfg: DictConfig) -> None:
         )
 
 
+def _split_open(cfg: DictConfig | dict[str, Any]) -> tuple[DictConfig, dict[str, dict[str, Any]]]:
+    """A copy of ``cfg`` without the untyped keys of ``OPEN_SECTIONS``, and those keys by section."""
+    plain = OmegaConf.create(
+        OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg
+    )
+    assert isinstance(plain, DictConfig)
+    extras: dict[str, dict[str, Any]] = {}
+    for section, schema in OPEN_SECTIONS.items():
+        node = plain.get(section)
+        if not isinstance(node, DictConfig):
+            continue
+        typed = {f.name for f in dataclasses.fields(schema)}
+        raw = OmegaConf.to_container(node, resolve=False)
+        assert isinstance(raw, dict)
+        extras[section] = {str(key): value for key, value in raw.items() if key not in typed}
+        for key in extras[section]:
+            del node[key]
+    return plain, extras
+
+
 def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
     """Merge into the schema (unknown keys and wrong types raise, naming the key), then validate.
 
@@ -256,10 +327,80 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
     sub-configs) but is typed as ``Config`` for the type checker.
     """
     schema = OmegaConf.structured(Config)
-    merged = OmegaConf.merge(schema, cfg)
+    typed, extras = _split_open(cfg)
+    merged = OmegaConf.merge(schema, typed)
     assert isinstance(merged, DictConfig)
+    for section, values in extras.items():
+        with open_dict(merged[section]):
+            for key, value in values.items():
+                merged[section][key] = value
     validate(merged)
     return cast(Config, merged)
+
+
+def _locate(path: str, key: str) -> Any:
+    """The object a dotted ``_target_`` names: its longest importable module, then attributes."""
+    parts = path.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        try:
+            for name in parts[split:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            break
+        return obj
+    raise ConfigError(f"Config key '{key}' = {path!r} names nothing importable: check the module and name.")
+
+
+def check_arguments(
+    node: Any, key: str, *, exclude: Collection[str] = (), reserved: Mapping[str, str] | None = None
+) -> None:
+    """Raise ConfigError naming the first key of ``node`` that its ``_target_`` does not take, with
+    the closest valid name (Hydra's own keys, ``_target_`` and the like, and ``exclude`` aside), or
+    one the stage sets itself (``reserved``: what to do instead)."""
+    target = node["_target_"]
+    obj = _locate(target, f"{key}._target_")
+    params = inspect.signature(obj).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    valid = [
+        name
+        for name, p in params.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    reserved = reserved or {}
+    for name in node:
+        if (name.startswith("_") and name.endswith("_")) or name in exclude:
+            continue
+        if name in reserved:
+            raise ConfigError(f"Config key '{key}.{name}' is set by the train stage: {reserved[name]}.")
+        if name not in valid and not takes_any:
+            close = difflib.get_close_matches(name, [v for v in valid if v not in reserved], n=1)
+            hint = f"did you mean '{key}.{close[0]}'?" if close else f"see help({target}) for its arguments."
+            raise ConfigError(f"Config key '{key}.{name}' is not an argument of {target}: {hint}")
+
+
+def check_open(cfg: Config) -> None:
+    """Check the open sections' keys against their targets' signatures (imports the targets)."""
+    check_arguments(cfg.trainer, "trainer", reserved=STAGE_TRAINER_ARGS)
+    scheduler = cast(DictConfig, cfg.scheduler)
+    lightning_keys = {f.name for f in dataclasses.fields(SchedulerConfig)}
+    if scheduler["_target_"] is None:
+        extra = [str(name) for name in scheduler if name not in lightning_keys]
+        if extra:
+            raise ConfigError(
+                f"Config key 'scheduler.{extra[0]}' is set but scheduler._target_ is null (a constant "
+                "learning rate): pick a scheduler, e.g. scheduler=cosine, or drop the key."
+            )
+        return
+    check_arguments(
+        scheduler,
+        "scheduler",
+        exclude=lightning_keys,
+        reserved={"optimizer": "it passes the optimizer built from optim"},
+    )
 
 
 def as_dict(cfg: Config) -> dict[str, Any]:

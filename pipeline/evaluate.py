@@ -10,26 +10,20 @@ per-sample (actual, predicted) rows for DVC's confusion plot.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
-from pipeline import io, layout, prepare, tracking
+from pipeline import artifacts, io, layout, plots
 from pipeline.config import Config
-
-# torch is imported where used: this module is also imported by the helper process that draws
-# figures (see run), which needs none of it and would pay ~1 s to start.
-if TYPE_CHECKING:
-    import torch
+from pipeline.tracking import records, runs
 
 log = logging.getLogger(__name__)
 
 
 def predict_proba(net: torch.nn.Module, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Class probabilities (n, n_classes) from the network's logits, in eval mode."""
-    import torch
-
     net.eval()
     with torch.inference_mode():
         parts = [
@@ -121,57 +115,34 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], n_bi
     }
 
 
-Recipe = tuple[Callable[..., Any], tuple[Any, ...]]
-
-
-def figure_recipes(
-    result: dict[str, Any] | None, history: list[dict[str, float]], class_names: list[str]
-) -> dict[str, Recipe]:
-    """name -> (plot function, its arguments) of every figure of this stage, in report order;
-    only the training curves while there is no ``result`` yet."""
-    from pipeline.plots import evaluation as figs
-
-    recipes: dict[str, Recipe] = {"training_curves": (figs.training_curves, (history,))}
-    if result is None:
-        return recipes
-    pc = result["per_class"]
-    rel = result["reliability"]
-    scores = ([r["precision"] for r in pc], [r["recall"] for r in pc], [r["f1"] for r in pc])
-    bins = ([r["confidence"] for r in rel], [r["accuracy"] for r in rel], [r["count"] for r in rel])
-    recipes["confusion_matrix"] = (figs.confusion_matrix, (np.asarray(result["confusion"]), class_names))
-    recipes["per_class"] = (figs.per_class_scores, (class_names, *scores))
-    recipes["reliability"] = (figs.reliability_diagram, (*bins, result["metrics"]["ece"]))
-    return recipes
+def figure_jobs(
+    result: dict[str, Any], history: list[dict[str, float]], class_names: list[str]
+) -> dict[str, tuple[Any, ...]]:
+    """Figure id (pipeline.figures) -> the arguments of its drawing function, in report order."""
+    pc, rel = result["per_class"], result["reliability"]
+    return {
+        "training_curves": (history,),
+        "confusion_matrix": (np.asarray(result["confusion"]), class_names),
+        "per_class": (class_names, *([r[k] for r in pc] for k in ("precision", "recall", "f1"))),
+        "reliability": (
+            *([r[k] for r in rel] for k in ("confidence", "accuracy", "count")),
+            result["metrics"]["ece"],
+        ),
+    }
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    from pipeline.helper import Helper
-    from pipeline.plots import render, render_rest
+    history = [{k: float(v) for k, v in row.items()} for row in io.read_csv(cfg.paths.history, "train")]
+    arrays, summary = artifacts.load_data(cfg)
+    net = artifacts.load_model(cfg)
+    run_info = runs.load_run(layout.run_file(cfg))
+    classes, y_test = summary["class_names"], arrays["y_test"]
 
-    # A helper process draws half of the figures (the training curves while this process is still
-    # importing torch): both cores at once.
-    with Helper(warm=("pipeline.plots.evaluation",)) as helper:
-        history = [{k: float(v) for k, v in row.items()} for row in io.read_csv(cfg.paths.history, "train")]
-        folder, dpi = layout.figure_dir(cfg.paths.evaluate), cfg.report.dpi
-        arrays, summary = prepare.load(cfg)
-        classes = summary["class_names"]
-        pending = {
-            name: helper.submit(render, plot, folder / f"{name}.png", dpi, *args)
-            for name, (plot, args) in figure_recipes(None, history, classes).items()
-        }
-        from pipeline import model  # torch: after the first figure is on its way
+    result = evaluate(y_test, predict_proba(net, arrays["X_test"]), classes, cfg.evaluate.calibration_bins)
+    y_pred = result.pop("y_pred")
+    folder = layout.figure_dir(cfg.paths.evaluate)
+    figures = plots.render_all(figure_jobs(result, history, classes), folder, cfg.report.dpi)
 
-        net = model.load(layout.model_file(cfg))
-        run_info = tracking.load_run(layout.run_file(cfg))
-        probs = predict_proba(net, arrays["X_test"])
-        y_test = arrays["y_test"]
-        result = evaluate(y_test, probs, classes, cfg.evaluate.calibration_bins)
-        y_pred = result.pop("y_pred")
-
-        recipes = figure_recipes(result, history, classes)
-        plot, args = recipes["confusion_matrix"]
-        pending["confusion_matrix"] = helper.submit(render, plot, folder / "confusion_matrix.png", dpi, *args)
-        figures = render_rest(recipes, pending, folder, dpi)
     io.write_json(layout.evaluation_file(cfg), result)
     io.write_json(cfg.paths.evaluate_metrics, result["metrics"])
     io.write_csv(
@@ -184,8 +155,7 @@ def run(cfg: Config) -> dict[str, Any]:
         ("confidence", "accuracy", "count"),
         [(r["confidence"], r["accuracy"], r["count"]) for r in result["reliability"]],
     )
-
-    tracking.record(
+    records.write(
         layout.mlflow_record(cfg.paths.evaluate),
         run_info,
         {f"test_{k}": v for k, v in result["metrics"].items()},

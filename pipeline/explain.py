@@ -23,18 +23,17 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-from pipeline import io, layout, prepare, tracking
-from pipeline.config import Config
+from pipeline import artifacts, fast_deep, io, layout, parallel, plots
+from pipeline.config import Config, TrustConfig
 from pipeline.errors import ConfigError
-
-# torch is imported where used: this module is also imported by the helper process that draws
-# the figures (see run), which needs none of it and would pay ~1 s to start.
-if TYPE_CHECKING:
-    import torch
+from pipeline.tracking import records, runs
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +47,9 @@ def sample_rows(n_rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n_rows, size=n, replace=False))
 
 
-def logits_fn(net: torch.nn.Module, batch_size: int = 8192) -> Predict:
+def logits_fn(net: nn.Module, batch_size: int = 8192) -> Predict:
     """The network as a numpy function (m, F) -> float64 logits (m, C), for model-agnostic
     explainers and the removal curves; batched, without autograd."""
-    import torch
-
     net.eval()
 
     def predict(X: np.ndarray) -> np.ndarray:
@@ -76,8 +73,6 @@ def _as_nfc(raw: Any) -> np.ndarray:
 
 
 def _require_torch(net: Any, name: str) -> None:
-    import torch
-
     if not isinstance(net, torch.nn.Module):
         raise ConfigError(
             f"explain.explainer={name} needs a PyTorch model (it backpropagates through it); got "
@@ -88,33 +83,66 @@ def _require_torch(net: Any, name: str) -> None:
 # --- explainers: EXPLAINERS maps each `explain.explainer` name to one of these ----------------
 
 
-def deep_shap(net: torch.nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def deep_shap(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DeepExplainer's attributions (DeepLIFT rescale with a background distribution; exactly additive).
 
     For MLPs of Linear/ReLU/Tanh/Sigmoid/Dropout layers they are computed in closed form by
     pipeline.fast_deep (the same numbers to 1e-7, ~100x faster: benchmarks/explain.py);
     any other network goes through shap.DeepExplainer itself.
     """
-    from pipeline import fast_deep
-
     if fast_deep.layers_of(net) is None:
         return shap_deep(net, background, X)
     values, base = fast_deep.deep_shap(net, background, X)
     return values, _per_sample(base, len(X))
 
 
-def shap_deep(net: torch.nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+# Leaf modules shap.DeepExplainer has a rule for (its PyTorch op handlers; layers it does not know
+# it passes through with only a warning).
+DEEP_LAYERS = frozenset(
+    {
+        "Linear",
+        "Conv1d",
+        "Conv2d",
+        "Conv3d",
+        "ConvTranspose1d",
+        "ConvTranspose2d",
+        "ConvTranspose3d",
+        "AvgPool1d",
+        "AvgPool2d",
+        "AvgPool3d",
+        "MaxPool1d",
+        "MaxPool2d",
+        "MaxPool3d",
+        "AdaptiveAvgPool1d",
+        "AdaptiveAvgPool2d",
+        "AdaptiveAvgPool3d",
+        "BatchNorm1d",
+        "BatchNorm2d",
+        "BatchNorm3d",
+        "Dropout",
+        "Dropout2d",
+        "Dropout3d",
+        "Flatten",
+        "Identity",
+        "ReLU",
+        "ELU",
+        "Sigmoid",
+        "Tanh",
+        "Softplus",
+        "Softmax",
+        "LeakyReLU",
+    }
+)
+
+
+def shap_deep(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """shap.DeepExplainer called the plain way (the reference pipeline.fast_deep matches)."""
     import shap
-    import torch
-    from shap.explainers._deep.deep_pytorch import op_handler
 
     _require_torch(net, "deep")
     # shap treats a layer it does not know as pass-through (only a warning), which silently breaks
-    # the attributions; refuse instead.
-    unknown = sorted(
-        {type(m).__name__ for m in net.modules() if not list(m.children())} - set(op_handler) - {"MLP"}
-    )
+    # the attributions; refuse any layer outside the set shap's DeepExplainer propagates through.
+    unknown = sorted({type(m).__name__ for m in net.modules() if not list(m.children())} - DEEP_LAYERS)
     if unknown:
         raise ConfigError(
             f"explain.explainer=deep cannot propagate through layer(s) {', '.join(unknown)}; "
@@ -127,7 +155,7 @@ def shap_deep(net: torch.nn.Module, background: np.ndarray, X: np.ndarray) -> tu
 
 
 def gradient_shap(
-    net: torch.nn.Module,
+    net: nn.Module,
     background: np.ndarray,
     X: np.ndarray,
     *,
@@ -138,7 +166,6 @@ def gradient_shap(
     """GradientExplainer (expected gradients): additive only in expectation, so its additivity
     error shrinks with ``nsamples`` but is never zero. Base value: the mean background logit."""
     import shap
-    import torch
 
     _require_torch(net, "gradient")
     net.eval()
@@ -153,7 +180,7 @@ def _explanation(result: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def permutation_shap(
-    net: torch.nn.Module,
+    net: nn.Module,
     background: np.ndarray,
     X: np.ndarray,
     *,
@@ -175,7 +202,7 @@ def permutation_shap(
 
 
 def partition_shap(
-    net: torch.nn.Module,
+    net: nn.Module,
     background: np.ndarray,
     X: np.ndarray,
     *,
@@ -201,7 +228,7 @@ def partition_shap(
 
 
 def kernel_shap(
-    net: torch.nn.Module,
+    net: nn.Module,
     background: np.ndarray,
     X: np.ndarray,
     *,
@@ -396,11 +423,10 @@ def summarize(values: np.ndarray) -> dict[str, float]:
 
 
 def integrated_gradients(
-    net: torch.nn.Module, X: np.ndarray, baseline: np.ndarray, target: np.ndarray, steps: int
+    net: nn.Module, X: np.ndarray, baseline: np.ndarray, target: np.ndarray, steps: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Captum's Integrated Gradients of the target logits from ``baseline`` to each row of ``X``:
     attributions (n, F) and the completeness gap |sum(attr) - (f(x) - f(baseline))| per row."""
-    import torch
     from captum.attr import IntegratedGradients
 
     net.eval()
@@ -431,7 +457,7 @@ def split_examples(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> dict[str, 
     }
 
 
-# --- stage -------------------------------------------------------------------------------------
+# --- the core and the stage ------------------------------------------------------------------
 
 
 def extra_mistakes(y_true: np.ndarray, y_pred: np.ndarray, explained: np.ndarray, n: int) -> np.ndarray:
@@ -441,70 +467,17 @@ def extra_mistakes(y_true: np.ndarray, y_pred: np.ndarray, explained: np.ndarray
     return np.setdiff1d(wrong, explained)[: max(n, 0)].astype(int)
 
 
-Recipe = tuple[Callable[..., Any], tuple[Any, ...]]
-
-
-def figure_recipes(
-    cfg: Config, summary: dict[str, Any], result: dict[str, np.ndarray], raw_test: np.ndarray
-) -> dict[str, Recipe]:
-    """name -> (plot function, its arguments) of the stage's figures, in report order; the trust
-    figures (faithfulness, IG agreement) only once ``result`` has trust_metrics' arrays.
-    ``raw_test`` is the whole unscaled test split (``rows`` index it)."""
-    from pipeline.plots import attribution as figs
-
-    classes = summary["class_names"]
-    features = summary["feature_names"]
-    y_true, y_pred, values = result["y_true"], result["y_pred"], result["values"]
-    raw = raw_test[result["rows"]]
-    figures: dict[str, Recipe] = {}
-    if summary["image_shape"]:
-        shape = summary["image_shape"]
-        figures["class_importance"] = (figs.class_importance_maps, (result["importance"], shape, classes))
-        groups = split_examples(y_true, y_pred, cfg.explain.n_examples)
-        for group, picks in groups.items():
-            images, group_values, truth, pred = raw[picks], values[picks], y_true[picks], y_pred[picks]
-            if group == "wrong":  # topped up with mistakes outside the sample, explained for this figure
-                images = np.concatenate([images, raw_test[result["extra_rows"]]])
-                group_values = np.concatenate([group_values, result["extra_values"]])
-                truth = np.concatenate([truth, result["extra_y_true"]])
-                pred = np.concatenate([pred, result["extra_y_pred"]])
-            if len(images):
-                titles = [f"true {classes[t]} / pred {classes[p]}" for t, p in zip(truth, pred, strict=True)]
-                figures[f"examples_{group}"] = (
-                    figs.example_maps,
-                    (images, predicted_class_values(group_values, pred), shape, titles),
-                )
-    else:
-        figures["beeswarm"] = (figs.beeswarm, (values, raw, features, classes))
-        chosen = pick_examples(y_true, y_pred, cfg.explain.n_examples)
-        if len(chosen):
-            pred = y_pred[chosen]
-            titles = [
-                f"sample {result['rows'][i]}: true {classes[y_true[i]]} / pred {classes[y_pred[i]]}"
-                for i in chosen
-            ]
-            attributions = predicted_class_values(values[chosen], pred)
-            waterfall = (attributions, result["base"][chosen, pred], raw[chosen], features, titles)
-            figures["waterfall"] = (figs.waterfalls, waterfall)
-    figures["feature_importance"] = (figs.feature_importance_bars, (result["importance"], features, classes))
-    if "ig_spearman" in result:
-        faith = ("faith_fractions", "faith_guided", "faith_random", "faith_random_std")
-        figures["faithfulness"] = (figs.faithfulness_curves, tuple(result[key] for key in faith))
-        figures["ig_agreement"] = (figs.rank_agreement_hist, (result["ig_spearman"],))
-    return figures
-
-
 def trust_metrics(
-    net: torch.nn.Module,
-    cfg: Config,
+    net: nn.Module,
     X: np.ndarray,
     y: np.ndarray,
     values: np.ndarray,
     y_pred: np.ndarray,
     background: np.ndarray,
+    trust: TrustConfig,
+    seed: int,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Faithfulness and agreement with Integrated Gradients (metrics, arrays to keep)."""
-    trust = cfg.explain.trust
     baseline = background.mean(axis=0)
     attributions = predicted_class_values(values, y_pred)
     faith = faithfulness(
@@ -515,7 +488,7 @@ def trust_metrics(
         baseline,
         steps=trust.removal_steps,
         n_random=trust.random_orders,
-        rng=np.random.default_rng(cfg.seed + 1),
+        rng=np.random.default_rng(seed + 1),
     )
     ig, ig_gap = integrated_gradients(net, X, baseline, y_pred, trust.ig_steps)
     rho = rank_agreement(attributions, ig)
@@ -541,56 +514,58 @@ def trust_metrics(
     return metrics, arrays
 
 
-def run(cfg: Config) -> dict[str, Any]:
-    from pipeline.helper import Helper
+@dataclass
+class Explanation:
+    """What ``explain`` computed: the attributions of the explained test rows, the extra mistakes
+    explained only to be drawn, the trust checks' metrics and arrays."""
 
-    # A helper process draws the attribution figures while this one computes the trust metrics
-    # (faithfulness curves, Integrated Gradients): both cores at once.
-    with Helper(warm=("pipeline.plots.attribution",)) as helper:
-        return _run(cfg, helper)
+    explainer: str
+    arrays: dict[str, np.ndarray]  # rows, values (n, F, C), base (n, C), outputs, importance (C, F), ...
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _run(cfg: Config, helper: Any) -> dict[str, Any]:
-    from pipeline import model
-    from pipeline.plots import render, render_rest
-
-    arrays, summary = prepare.load(cfg)
-    net = model.load(layout.model_file(cfg))
-    run_info = tracking.load_run(layout.run_file(cfg))
-    n_test, n_train = len(arrays["y_test"]), len(arrays["y_train"])
-    for key, wanted, available, split in (
-        ("explain.n_samples", cfg.explain.n_samples, n_test, "test"),
-        ("explain.n_background", cfg.explain.n_background, n_train, "train"),
-    ):
-        if wanted > available:
-            raise ConfigError(
-                f"Config key '{key}' = {wanted} exceeds the {available} rows of the "
-                f"{split} split; set {key}={available} or less."
-            )
-    name = cfg.explain.explainer.value
-    options = explainer_options(name, dict(cfg.explain.options), cfg.seed)
-
-    rng = np.random.default_rng(cfg.seed)
-    rows = sample_rows(n_test, cfg.explain.n_samples, rng)
-    background = arrays["X_train"][sample_rows(n_train, cfg.explain.n_background, rng)]
-    X = arrays["X_test"][rows]
+def explain(
+    net: nn.Module,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    X_train: np.ndarray,
+    *,
+    explainer: str,
+    options: dict[str, Any],
+    n_samples: int,
+    n_background: int,
+    n_mistakes: int,
+    trust: TrustConfig,
+    seed: int,
+) -> Explanation:
+    """Core: explain ``n_samples`` seeded test rows against ``n_background`` train rows with
+    ``explainer`` (a key of EXPLAINERS), measure additivity, faithfulness and agreement with
+    Integrated Gradients; explain up to ``n_mistakes`` more misclassified test rows when the sample
+    holds fewer (0: none)."""
+    explain_fn = EXPLAINERS[explainer]
+    predict = logits_fn(net)
+    rng = np.random.default_rng(seed)
+    rows = sample_rows(len(y_test), n_samples, rng)
+    background = X_train[sample_rows(len(X_train), n_background, rng)]
+    X = X_test[rows]
     started = time.perf_counter()
-    values, base = EXPLAINERS[name](net, background, X, **options)
+    values, base = explain_fn(net, background, X, **options)
     seconds = time.perf_counter() - started
-    outputs = logits_fn(net)(X)
+    outputs = predict(X)
     error = additivity_error(values, base, outputs)
-    y_true, y_pred = arrays["y_test"][rows], outputs.argmax(axis=1)
+    y_true, y_pred = y_test[rows], outputs.argmax(axis=1)
     extra = np.zeros(0, dtype=int)
-    if summary["image_shape"]:
-        test_pred = logits_fn(net)(arrays["X_test"]).argmax(axis=1)
-        need = cfg.explain.n_examples - int((y_true != y_pred).sum())
-        extra = extra_mistakes(arrays["y_test"], test_pred, rows, need)
+    if n_mistakes:
+        extra = extra_mistakes(
+            y_test, predict(X_test).argmax(axis=1), rows, n_mistakes - int((y_true != y_pred).sum())
+        )
     extra_values = (
-        EXPLAINERS[name](net, background, arrays["X_test"][extra], **options)[0]
+        explain_fn(net, background, X_test[extra], **options)[0]
         if len(extra)
         else np.zeros((0, *values.shape[1:]))
     )
-    result = {
+    trust_values, trust_arrays = trust_metrics(net, X, y_true, values, y_pred, background, trust, seed)
+    arrays = {
         "rows": rows,
         "values": values,
         "base": base,
@@ -601,43 +576,122 @@ def _run(cfg: Config, helper: Any) -> dict[str, Any]:
         # misclassified test rows outside the sample, explained only to be drawn
         "extra_rows": extra,
         "extra_values": extra_values,
-        "extra_y_true": arrays["y_test"][extra],
-        "extra_y_pred": logits_fn(net)(arrays["X_test"][extra]).argmax(axis=1) if len(extra) else extra,
+        "extra_y_true": y_test[extra],
+        "extra_y_pred": predict(X_test[extra]).argmax(axis=1) if len(extra) else extra,
+        **trust_arrays,
     }
-    folder, dpi, raw_test = layout.figure_dir(cfg.paths.explain), cfg.report.dpi, arrays["X_test_raw"]
-    # Which figures exist depends on the data (images or table, any mistakes): drop the previous
-    # run's, so the report never shows a stale one.
-    for stale in folder.glob("*.png"):
-        stale.unlink()
-    # The helper draws the attribution maps; this process the trust figures and, to even out the
-    # two (~0.25 s a figure), the importance bars.
-    pending = {
-        name: helper.submit(render, plot, folder / f"{name}.png", dpi, *args)
-        for name, (plot, args) in figure_recipes(cfg, summary, result, raw_test).items()
-        if name != "feature_importance"
-    }
-    trust, trust_arrays = trust_metrics(net, cfg, X, y_true, values, y_pred, background)
-    result.update(trust_arrays)
-    figures = render_rest(figure_recipes(cfg, summary, result, raw_test), pending, folder, dpi)
     metrics = {
         "additivity_max_error": float(error.max()),
         "additivity_mean_error": float(error.mean()),
-        **trust,
+        **trust_values,
         "explainer_seconds": round(seconds, 3),
         "n_samples": int(len(rows)),
         "n_background": int(len(background)),
     }
-    io.write_npz(layout.shap_file(cfg), **result)
+    return Explanation(explainer, arrays, metrics)
+
+
+def figure_jobs(
+    result: dict[str, np.ndarray], summary: dict[str, Any], raw_test: np.ndarray, n_examples: int
+) -> dict[str, tuple[Any, ...]]:
+    """Figure id (pipeline.figures) -> the arguments of its drawing function, in report order.
+    ``raw_test`` is the whole unscaled test split (``result["rows"]`` index it)."""
+    classes = summary["class_names"]
+    features = summary["feature_names"]
+    y_true, y_pred, values = result["y_true"], result["y_pred"], result["values"]
+    raw = raw_test[result["rows"]]
+    jobs: dict[str, tuple[Any, ...]] = {}
+    if summary["image_shape"]:
+        shape = summary["image_shape"]
+        jobs["class_importance"] = (result["importance"], shape, classes)
+        for group, picks in split_examples(y_true, y_pred, n_examples).items():
+            images, group_values, truth, pred = raw[picks], values[picks], y_true[picks], y_pred[picks]
+            if group == "wrong":  # topped up with mistakes outside the sample, explained for this figure
+                images = np.concatenate([images, raw_test[result["extra_rows"]]])
+                group_values = np.concatenate([group_values, result["extra_values"]])
+                truth = np.concatenate([truth, result["extra_y_true"]])
+                pred = np.concatenate([pred, result["extra_y_pred"]])
+            if len(images):
+                titles = [f"true {classes[t]} / pred {classes[p]}" for t, p in zip(truth, pred, strict=True)]
+                jobs[f"examples_{group}"] = (
+                    images,
+                    predicted_class_values(group_values, pred),
+                    shape,
+                    titles,
+                )
+    else:
+        jobs["beeswarm"] = (values, raw, features, classes)
+        chosen = pick_examples(y_true, y_pred, n_examples)
+        if len(chosen):
+            pred = y_pred[chosen]
+            titles = [
+                f"sample {result['rows'][i]}: true {classes[y_true[i]]} / pred {classes[y_pred[i]]}"
+                for i in chosen
+            ]
+            attributions = predicted_class_values(values[chosen], pred)
+            jobs["waterfall"] = (attributions, result["base"][chosen, pred], raw[chosen], features, titles)
+    jobs["feature_importance"] = (result["importance"], features, classes)
+    faith = ("faith_fractions", "faith_guided", "faith_random", "faith_random_std")
+    jobs["faithfulness"] = tuple(result[key] for key in faith)
+    jobs["ig_agreement"] = (result["ig_spearman"],)
+    return jobs
+
+
+def check_sizes(n_test: int, n_train: int, n_samples: int, n_background: int) -> None:
+    for key, wanted, available, split in (
+        ("explain.n_samples", n_samples, n_test, "test"),
+        ("explain.n_background", n_background, n_train, "train"),
+    ):
+        if wanted > available:
+            raise ConfigError(
+                f"Config key '{key}' = {wanted} exceeds the {available} rows of the "
+                f"{split} split; set {key}={available} or less."
+            )
+
+
+# Figures drawn by the pool's worker while this process draws the others (~0.25 s a figure).
+POOL_FIGURES = ("class_importance", "examples_correct", "examples_wrong", "beeswarm", "waterfall")
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    ecfg = cfg.explain
+    arrays, summary = artifacts.load_data(cfg)
+    check_sizes(len(arrays["y_test"]), len(arrays["y_train"]), ecfg.n_samples, ecfg.n_background)
+    name = ecfg.explainer.value
+    options = explainer_options(name, dict(ecfg.options), cfg.seed)
+    net = artifacts.load_model(cfg)
+    run_info = runs.load_run(layout.run_file(cfg))
+    # The worker starts now and imports the plotting code while this process explains.
+    with parallel.process_pool(warm=("pipeline.plots.attribution",)) as pool:
+        result = explain(
+            net,
+            arrays["X_test"],
+            arrays["y_test"],
+            arrays["X_train"],
+            explainer=name,
+            options=options,
+            n_samples=ecfg.n_samples,
+            n_background=ecfg.n_background,
+            n_mistakes=ecfg.n_examples if summary["image_shape"] else 0,
+            trust=ecfg.trust,
+            seed=cfg.seed,
+        )
+        folder = layout.figure_dir(cfg.paths.explain)
+        plots.clear(folder)
+        jobs = figure_jobs(result.arrays, summary, arrays["X_test_raw"], ecfg.n_examples)
+        figures = plots.render_all(jobs, folder, cfg.report.dpi, pool=pool, elsewhere=POOL_FIGURES)
+    metrics = result.metrics
+    io.write_npz(layout.shap_file(cfg), **result.arrays)
     io.write_json(cfg.paths.explain_metrics, metrics)
-    record = layout.mlflow_record(cfg.paths.explain)
-    tracking.record(record, run_info, {f"shap_{k}": v for k, v in metrics.items()}, figures, "explain")
+    prefixed = {f"shap_{k}": v for k, v in metrics.items()}
+    records.write(layout.mlflow_record(cfg.paths.explain), run_info, prefixed, figures, "explain")
     log.info(
         "SHAP (%s) on %d samples vs %d background rows in %.1f s: additivity error max %.2e; "
         "faithfulness area %.3f; agreement with Integrated Gradients: median Spearman %.2f",
         name,
-        len(rows),
-        len(background),
-        seconds,
+        metrics["n_samples"],
+        metrics["n_background"],
+        metrics["explainer_seconds"],
         metrics["additivity_max_error"],
         metrics["faithfulness_area"],
         metrics["ig_spearman_median"],

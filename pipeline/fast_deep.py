@@ -118,9 +118,10 @@ def deep_shap(
     ``shap.DeepExplainer(net, background).shap_values(X)`` (up to float32 rounding)."""
     layers = layers_of(net)
     if layers is None:
-        from pipeline import explain
-
-        return explain.shap_deep(net, background, X)
+        raise ValueError(
+            "fast_deep handles MLPs of Linear/ReLU/Tanh/Sigmoid/Dropout layers only; "
+            "use shap.DeepExplainer for other networks (pipeline.explain.deep_shap picks for you)."
+        )
     net.eval()
     with torch.inference_mode():
         r = torch.from_numpy(np.ascontiguousarray(background, dtype=np.float32))

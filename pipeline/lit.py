@@ -1,294 +1,245 @@
-"""Lightning pieces for training: the LightningModule and whole-batch data loading."""
+"""Lightning pieces for training, all through Lightning's public extension points: the
+LightningModule, in-memory data loading, the stage's callbacks and atomic checkpoint writes.
+
+    trainer = pl.Trainer(plugins=[AtomicCheckpointIO()], callbacks=[EpochSeed(seed), History(), ...])
+    trainer.fit(Classifier(net, Optimization(partial(torch.optim.Adam, lr=1e-3))),
+                datamodule=InMemoryData(arrays, batch_size=64, seed=seed))
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.core.optimizer import LightningOptimizer
-from pytorch_lightning.loggers.logger import Logger
-from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-if TYPE_CHECKING:
-    from pipeline.tracking import TrackingWorker
+from pipeline.errors import ConfigError
 
 
-class Block:
-    """Up to ``chunk`` consecutive mini-batches of an in-memory dataset, as rows of ``X``/``y``.
+class InMemoryRows(TensorDataset):
+    """A TensorDataset whose mini-batches are gathered with one indexing call per tensor.
 
-    Iterating gathers one mini-batch at a time, so its rows are still in the CPU cache when
-    the forward and backward passes read them; gathering a whole 16-batch block up front
-    (12 MB at batch 256 on MNIST) measured 3-10% slower per epoch. Lightning moves a batch to
-    the accelerator through ``to``: there the block is gathered once and copied once.
+    The DataLoader hands ``__getitems__`` (torch's hook for batched reads) a batch's row indices;
+    fetching row by row and collating was 2x slower than a plain loop on these machines.
     """
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | slice, batch_size: int) -> None:
-        self.X, self.y, self.rows, self.batch_size = X, y, rows, batch_size
-
-    def __len__(self) -> int:
-        """Rows in the block."""
-        if isinstance(self.rows, slice):
-            return len(range(*self.rows.indices(len(self.y))))
-        return len(self.rows)
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole block (views when its rows are contiguous)."""
-        return self.X[self.rows], self.y[self.rows]
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The mini-batches, in order."""
-        if isinstance(self.rows, slice):
-            start, stop, _ = self.rows.indices(len(self.y))
-            for first in range(start, stop, self.batch_size):
-                end = min(first + self.batch_size, stop)
-                yield self.X[first:end], self.y[first:end]
-            return
-        for part in self.rows.split(self.batch_size):
-            yield self.X[part], self.y[part]
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Block:
-        if torch.device(device) == self.X.device:
-            return self
-        X, y = self.tensors()
-        moved = (X.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking))
-        return Block(*moved, slice(0, len(y)), self.batch_size)
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        rows = torch.as_tensor(indices)
+        return tuple(tensor[rows] for tensor in self.tensors)
 
 
-class TensorBatches(IterableDataset[Block]):
-    """Yields Blocks of ``chunk`` mini-batches of ``batch_size`` rows of in-memory tensors.
+def whole_batch(batch: Any) -> Any:
+    """The DataLoader's collate_fn: ``InMemoryRows.__getitems__`` already made the batch."""
+    return batch
 
-    Fetching sample by sample and collating was 2x slower than a plain loop on these
-    machines; a Block gathers each mini-batch with one indexing call. The mini-batches and
-    their order do not depend on ``chunk``, only how many go through one Lightning step.
+
+class InMemoryData(pl.LightningDataModule):
+    """The train and validation splits as in-memory tensors, in mini-batches of ``batch_size``.
+
+    Both loaders sample with torch's DistributedSampler, also on one device (one replica): its
+    order is a function of (seed, epoch) alone and Lightning calls its ``set_epoch`` every epoch,
+    resumed runs included, so a run resumed from a checkpoint sees the same batches as one that
+    never stopped. Under DDP each rank takes its shard, padded by wrapping around so every rank
+    runs the same number of steps. The loaders are made when Lightning asks for them, once the
+    ranks are known.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.tensors = {key: torch.from_numpy(value) for key, value in arrays.items()}
+        self.batch_size, self.seed = batch_size, seed
+
+    def loader(self, split: str, shuffle: bool) -> DataLoader[tuple[torch.Tensor, ...]]:
+        assert self.trainer is not None, "Lightning sets the trainer before it asks for data"
+        data = InMemoryRows(self.tensors[f"X_{split}"], self.tensors[f"y_{split}"])
+        sampler: DistributedSampler[int] = DistributedSampler(
+            data,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+            shuffle=shuffle,
+            seed=self.seed,
+        )
+        # Its own generator: making an iterator draws a base seed, which from torch's global RNG
+        # would shift the dropout masks, and a resumed run makes its first iterator at another point.
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            data, batch_size=self.batch_size, sampler=sampler, collate_fn=whole_batch, generator=generator
+        )
+
+    def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
+        return self.loader("val", shuffle=False)
+
+
+@dataclass
+class Optimization:
+    """The optimizer and, optionally, a learning-rate scheduler, as ``configure_optimizers``
+    returns them: ``optimizer(params)``, ``scheduler(optimizer)`` (both ``_partial_`` from config),
+    and when Lightning steps the scheduler (its ``lr_scheduler`` config: ``interval``,
+    ``frequency``, ``monitor``, the metric ReduceLROnPlateau watches)."""
+
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+    scheduler: Callable[[torch.optim.Optimizer], Any] | None = None
+    interval: str = "epoch"
+    frequency: int = 1
+    monitor: str | None = None
+
+    def __call__(self, params: Iterable[nn.Parameter]) -> Any:
+        optimizer = self.optimizer(params)
+        if self.scheduler is None:
+            return optimizer
+        schedule: dict[str, Any] = {
+            "scheduler": self.scheduler(optimizer),
+            "interval": self.interval,
+            "frequency": self.frequency,
+        }
+        if self.monitor is not None:
+            schedule["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy training of ``net`` with Lightning's automatic optimization, so every Trainer
+    feature applies (gradient clipping and accumulation, mixed precision, DDP, schedulers).
+
+    Loss and accuracy are kept per epoch: each step appends its detached loss and correct count
+    (no host sync, and no per-step ``self.log``, which costs tens of microseconds a call), and the
+    epoch's means are logged once, summed across DDP ranks with ``strategy.reduce``.
     """
 
     def __init__(
         self,
-        X: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int,
-        shuffle: bool,
-        seed: int = 0,
-        chunk: int = 1,
-    ) -> None:
-        self.X, self.y, self.batch_size, self.shuffle, self.seed = X, y, batch_size, shuffle, seed
-        self.block = batch_size * chunk
-        # The order is a function of (seed, epoch) alone, so a run resumed from a checkpoint
-        # sees the same batches as one that never stopped. EpochSeed sets the epoch.
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        _, world = _rank_and_world()
-        return math.ceil(math.ceil(len(self.y) / world) / self.block)
-
-    def __iter__(self) -> Iterator[Block]:
-        rank, world = _rank_and_world()
-        n = len(self.y)
-        # Every rank draws the same permutation (same seed), then takes its own shard.
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(n, generator=generator) if self.shuffle else None
-        if world == 1:
-            for start in range(0, n, self.block):
-                # Unshuffled: contiguous slices, views with no copy at all.
-                rows = (
-                    slice(start, start + self.block) if order is None else order[start : start + self.block]
-                )
-                yield Block(self.X, self.y, rows, self.batch_size)
-            return
-        # Like DistributedSampler: pad by wrapping around so every rank runs the same number of
-        # steps (a rank with fewer batches would leave the others waiting in all-reduce forever).
-        order = order if order is not None else torch.arange(n)
-        per_rank = math.ceil(n / world)
-        padded = torch.cat([order, order[: per_rank * world - n]]) if per_rank * world > n else order
-        shard = padded[rank::world]
-        for start in range(0, len(shard), self.block):
-            yield Block(self.X, self.y, shard[start : start + self.block], self.batch_size)
-
-
-def _rank_and_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def batches(
-    X: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0, chunk: int = 1
-) -> DataLoader[Block]:
-    # batch_size=None: the dataset already yields batches, the loader must not collate again.
-    return DataLoader(TensorBatches(X, y, batch_size, shuffle, seed, chunk), batch_size=None)
-
-
-class Classifier(pl.LightningModule):
-    """Cross-entropy training of ``net``; logs loss and accuracy per epoch.
-
-    Lightning spends about 0.5 ms of hook dispatch, closures and bookkeeping per training step
-    on these machines: 30-50% of a step of this small MLP at batch 256-64. So one Lightning
-    step takes a block of ``chunk`` mini-batches (see TensorBatches) and runs their
-    forward/backward/update itself, through Lightning's manual optimization: ``manual_backward``
-    and the wrapped optimizer keep precision plugins, DDP gradient sync and ``global_step``
-    (one per mini-batch) working, while the fixed per-step cost is paid once per block.
-    The mini-batches, their order and the updates are exactly those of one batch per step.
-
-    Per-step ``self.log`` calls also cost tens of microseconds each; instead each block adds
-    its summed loss, correct count and sample count to a 3-element tensor (no host sync), and
-    the epoch's means are logged once, after summing across DDP ranks.
-    """
-
-    def __init__(
-        self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], batch_size: int
+        net: nn.Module,
+        optimization: Optimization | Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
     ) -> None:
         super().__init__()
         self.net = net
-        self.optimizer_factory = optimizer
-        self.batch_size = batch_size
-        self.automatic_optimization = False
-        self._direct = False  # set by on_fit_start
-        self._sums: dict[str, torch.Tensor] = {}
+        self.optimization = (
+            optimization if isinstance(optimization, Optimization) else Optimization(optimization)
+        )
+        # stage -> [(mean loss, correct count, batch size)] of this epoch's batches
+        self.tallies: dict[str, list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets ``_current_fx_name`` around every hook of every callback (about 40 times
-        # a step); nn.Module.__setattr__'s parameter/module/buffer checks made that ~10% of a
-        # batch-64 step. A string or None is a plain attribute, so store it directly.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+    def tally(self, stage: str, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The batch's mean loss; its loss and correct count join the epoch's tally."""
+        x, y = batch
+        logits = self.net(x)  # (B, classes)
+        loss = F.cross_entropy(logits, y)
+        correct = (logits.detach().argmax(dim=1) == y).sum()
+        self.tallies.setdefault(stage, []).append((loss.detach(), correct, len(y)))
+        return loss
 
-    def _add(self, stage: str, loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> None:
-        sums = self._sums.get(stage)
-        if sums is None:  # float32: float64 is missing on some accelerators (MPS)
-            sums = self._sums[stage] = torch.zeros(3, device=loss_sum.device)
-        sums[0] += loss_sum  # loss summed over samples: the epoch mean is weighted by batch size
-        sums[1] += correct
-        sums[2] += count
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.tally("train", batch)
+
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        self.tally("val", batch)
 
     def log_epoch(self, stage: str) -> None:
         """Log the epoch's ``<stage>_loss`` and ``<stage>_acc`` (once: later calls do nothing)."""
-        sums = self._sums.pop(stage, None)
-        if sums is None:
+        tally = self.tallies.pop(stage, None)
+        if not tally:
             return
+        losses, correct, sizes = zip(*tally, strict=True)
+        counts = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
+        # float32: float64 is missing on some accelerators (MPS); bf16 losses are widened first.
+        sums = torch.stack(
+            [torch.dot(torch.stack(losses).float(), counts), torch.stack(correct).sum().float(), counts.sum()]
+        )
         # Sum over DDP ranks (a no-op on one device), then the means are the global ones.
         sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         count = sums[2].clamp(min=1)
         for name, value in (("loss", sums[0] / count), ("acc", sums[1] / count)):
             self.log(f"{stage}_{name}", value, on_step=False, on_epoch=True, prog_bar=True)
 
-    def on_fit_start(self) -> None:
-        from pytorch_lightning.plugins.precision import Precision
-        from pytorch_lightning.strategies import SingleDeviceStrategy
-
-        # On one device in full precision, manual_backward is exactly loss.backward() and the
-        # wrapped optimizer's step is the optimizer's step, each plus a dispatch of a hook
-        # (on_before_backward, on_after_backward, on_before_optimizer_step) over every callback:
-        # ~0.15 ms per mini-batch here, 8% of a batch-256 step. No glassnet callback uses those
-        # hooks, so this path calls torch directly and only keeps Lightning's step counting.
-        # Mixed precision (loss scaling) and DDP (gradient sync) need Lightning's calls.
-        optimizer = self.optimizers()
-        self._direct = (
-            type(self.trainer.strategy) is SingleDeviceStrategy
-            and type(self.trainer.precision_plugin) is Precision
-            and hasattr(optimizer, "_on_before_step")
-            and hasattr(optimizer, "_on_after_step")
-        )
-
-    def _update(self, optimizer: LightningOptimizer, loss: torch.Tensor) -> None:
-        optimizer.zero_grad()
-        if self._direct:
-            loss.backward()
-            optimizer._on_before_step()  # counts global_step, as LightningOptimizer.step does
-            optimizer.optimizer.step()
-            optimizer._on_after_step()
-        else:
-            self.manual_backward(loss)
-            optimizer.step()
-
-    def training_step(self, batch: Block, batch_idx: int) -> None:
-        optimizer = self.optimizers()
-        assert isinstance(optimizer, LightningOptimizer)
-        losses, logits, labels = [], [], []
-        for xb, yb in batch:
-            out = self.net(xb)
-            loss = F.cross_entropy(out, yb)
-            self._update(optimizer, loss)
-            losses.append(loss.detach())
-            logits.append(out.detach())
-            labels.append(yb)
-        # Metrics once per block: no extra tensor ops per mini-batch.
-        sizes = torch.tensor([len(b) for b in labels], dtype=torch.float32, device=labels[0].device)
-        correct = (torch.cat(logits).argmax(dim=1) == torch.cat(labels)).sum()
-        self._add("train", torch.dot(torch.stack(losses).float(), sizes), correct, len(batch))
-
-    def validation_step(self, batch: Block, batch_idx: int) -> None:
-        # No update in validation, so the whole block goes through in one forward pass.
-        x, y = batch.tensors()
-        logits = self.net(x)
-        loss_sum = F.cross_entropy(logits, y, reduction="sum")
-        self._add("val", loss_sum, (logits.argmax(dim=1) == y).sum(), len(y))
-
     def on_train_epoch_start(self) -> None:
-        self._sums.pop("train", None)
+        self.tallies.pop("train", None)
 
     def on_validation_epoch_start(self) -> None:
-        self._sums.pop("val", None)
+        self.tallies.pop("val", None)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
-            self._sums.pop("val", None)  # the sanity check's few batches are not an epoch
+            self.tallies.pop("val", None)  # the sanity check's few batches are not an epoch
             return
         self.log_epoch("val")
-        # Validation runs once the epoch's training is done, so its metrics are complete too:
-        # logging them now makes one MLflow request per epoch instead of two (~10 ms each).
-        self.log_epoch("train")
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+    def configure_optimizers(self) -> Any:
+        return self.optimization(self.parameters())
 
 
-def safe_checkpoint(**kwargs: Any) -> pl.Callback:
-    """Lightning's ModelCheckpoint whose saves cannot be cut short by SIGTERM/SIGINT.
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoint writes that are atomic and cannot be cut short: the file is written beside its
+    place and renamed onto it (``pipeline.io.atomic_path``), and a SIGTERM/SIGINT arriving during
+    the write waits until it is done (``pipeline.io.uninterrupted``), so ``train.resume=true``
+    never meets a half-written checkpoint. Given to the Trainer as ``plugins=[...]``."""
 
-    A stop signal arriving while a checkpoint is written waits until the file is complete
-    (pipeline.io.uninterrupted), so `train.resume=true` never meets a half-written checkpoint.
-    """
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        from pipeline import io
 
-    from pipeline import io
+        if storage_options is not None:  # as TorchCheckpointIO: it has no use for them
+            raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options")
+        with io.uninterrupted(), io.atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
-    class _SafeCheckpoint(ModelCheckpoint):
-        def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
-            with io.uninterrupted():
-                super()._save_checkpoint(trainer, filepath)
 
-    return _SafeCheckpoint(**kwargs)
+def configured_callbacks(entries: Any, key: str) -> list[pl.Callback]:
+    """Lightning callbacks from config, a mapping name -> ``{_target_: ..., arguments}``; a bad
+    entry raises ConfigError naming its key."""
+    callbacks = []
+    for name, entry in ((f"{key}.{name!s}", entry) for name, entry in entries.items()):
+        if not isinstance(entry, DictConfig | dict) or "_target_" not in entry:
+            raise ConfigError(
+                f"Config key '{name}' must be a callback with a _target_, e.g. "
+                f"+{name}._target_=pytorch_lightning.callbacks.LearningRateMonitor"
+            )
+        try:
+            callback = instantiate(entry)
+        except InstantiationException as err:
+            reason = " ".join(str(err).split())
+            raise ConfigError(
+                f"Config key '{name}._target_' = {entry['_target_']!r} could not be built: {reason}"
+            ) from err
+        if not isinstance(callback, pl.Callback):
+            raise ConfigError(
+                f"Config key '{name}._target_' = {entry['_target_']!r} is not a Lightning callback "
+                f"(a {type(callback).__name__})."
+            )
+        callbacks.append(callback)
+    return callbacks
 
 
 class EpochSeed(pl.Callback):
-    """Seeds each epoch from (seed, epoch): the batch order and the dropout masks of epoch k are
-    the same whether the run went straight through or was resumed from a checkpoint."""
+    """Seeds torch's global RNG from (seed, epoch) as each epoch starts: the dropout masks of epoch k
+    are the same whether the run went straight through or was resumed from a checkpoint (the batch
+    order already is: see InMemoryData)."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        loader = trainer.train_dataloader
-        if isinstance(getattr(loader, "dataset", None), TensorBatches):
-            loader.dataset.epoch = epoch  # type: ignore[union-attr]
-        torch.manual_seed(self.seed * 100_003 + epoch)
+        torch.manual_seed(self.seed * 100_003 + trainer.current_epoch)
 
 
 class History(pl.Callback):
@@ -316,21 +267,21 @@ class History(pl.Callback):
         if isinstance(pl_module, Classifier):
             pl_module.log_epoch("val")
         row = {"epoch": float(trainer.current_epoch)}
-        row.update(_pick(trainer, ("val_loss", "val_acc")))
+        row.update(pick(trainer, ("val_loss", "val_acc")))
         self.rows.append(row)
 
-    def _fill_train(self, trainer: pl.Trainer) -> None:
+    def fill_train(self, trainer: pl.Trainer) -> None:
         if self.rows and "train_loss" not in self.rows[-1]:
-            self.rows[-1].update(_pick(trainer, ("train_loss", "train_acc")))
+            self.rows[-1].update(pick(trainer, ("train_loss", "train_acc")))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._fill_train(trainer)
+        self.fill_train(trainer)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._fill_train(trainer)
+        self.fill_train(trainer)
 
 
-def _pick(trainer: pl.Trainer, keys: tuple[str, ...]) -> dict[str, float]:
+def pick(trainer: pl.Trainer, keys: tuple[str, ...]) -> dict[str, float]:
     metrics = trainer.callback_metrics
     return {key: float(metrics[key]) for key in keys if key in metrics}
 
@@ -344,7 +295,7 @@ class WeightHistory(pl.Callback):
         self.epochs: list[int] = []
         self.layers: dict[str, dict[str, Any]] = {}
 
-    def _record(self, pl_module: pl.LightningModule, epoch: int) -> None:
+    def record(self, pl_module: pl.LightningModule, epoch: int) -> None:
         from pipeline import stats
 
         if self.epochs and self.epochs[-1] == epoch:
@@ -372,38 +323,12 @@ class WeightHistory(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.epochs:  # a resumed run restored its history, initial weights included
-            self._record(pl_module, 0)
+            self.record(pl_module, 0)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._record(pl_module, trainer.current_epoch + 1)
+        self.record(pl_module, trainer.current_epoch + 1)
 
     def to_dict(self) -> dict[str, Any]:
         from pipeline import stats
 
         return {"quantiles": list(stats.QUANTILES), "epochs": self.epochs, "layers": self.layers}
-
-
-class WorkerLogger(Logger):
-    """Lightning's logger interface over ``tracking.TrackingWorker``: each epoch's metrics go to
-    the MLflow helper process without waiting for it (Lightning's MLFlowLogger imported MLflow
-    here and waited ~8 ms an epoch for the store)."""
-
-    def __init__(self, worker: TrackingWorker) -> None:
-        super().__init__()
-        self.worker = worker
-
-    @property
-    def name(self) -> str:
-        return "mlflow"
-
-    @property
-    def version(self) -> str:
-        return self.worker.run_id
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass  # the train stage sends the whole config when it starts the worker
-
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.worker.log_metrics(metrics, step or 0)

@@ -19,7 +19,7 @@ import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-from pipeline import io, layout
+from pipeline import datasets, io, layout
 from pipeline.config import Config
 from pipeline.datasets import Dataset
 from pipeline.errors import ConfigError, DataError
@@ -81,16 +81,6 @@ def split(
             f"so that every class is in every split: {err}"
         ) from err
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
-
-
-def check_batch_size(n_train: int, batch_size: int) -> None:
-    """A train split smaller than one batch is almost surely a mistake (wrong file, wrong key)."""
-    if n_train < batch_size:
-        raise ConfigError(
-            f"The train split has {n_train} rows, fewer than one batch (train.batch_size={batch_size}). "
-            f"Lower train.batch_size (e.g. train.batch_size={max(1, n_train // 4)}) or use more data "
-            "(data.loader.*, data.test_size, data.val_size)."
-        )
 
 
 def check_finite(ds: Dataset) -> None:
@@ -212,7 +202,7 @@ def run(cfg: Config) -> dict[str, Any]:
     except InstantiationException as err:
         raise ConfigError(f"Config key 'data.scaler' cannot be built: {err}") from err
     arrays, summary = prepare(ds, scaler, cfg.data.test_size, cfg.data.val_size, cfg.seed)
-    check_batch_size(summary["sizes"]["train"], cfg.train.batch_size)
+    datasets.check_batch_size(summary["sizes"]["train"], cfg.train.batch_size)
     if ds.test_rows is not None:
         log.info("Test split: %s's own test set; data.test_size is not used", ds.name)
     io.write_npz(layout.data_file(cfg), **arrays)
@@ -226,11 +216,6 @@ def run(cfg: Config) -> dict[str, Any]:
         cfg.paths.prepare,
     )
     return summary
-
-
-def load(cfg: Config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read the prepare stage's outputs (for later stages)."""
-    return io.read_npz(layout.data_file(cfg), "prepare"), io.read_json(layout.summary_file(cfg), "prepare")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Stage 6: publish the run's evaluation, explanation, visualization and report to MLflow.
 
-Train logs to MLflow as it trains (parameters, per-epoch curves, the model). The later stages
-only write down what they have for MLflow (``tracking.record``: prefixed metrics and figure
-files, beside their outputs), because importing MLflow and opening its store cost each of them
-~2 s; this stage logs all of it, and the report, in one process.
+Train logs to MLflow as it trains (its config sections as parameters, per-epoch curves, the
+model). The later stages only write down what they have for MLflow (``tracking.records``:
+prefixed metrics and figure files, beside their outputs), because importing MLflow and opening
+its store cost each of them ~2 s; this stage logs all of it, their config sections as
+parameters, and the report, in one process.
 
     python -m pipeline.publish      # after evaluate / explain / visualize / report
 """
@@ -14,9 +15,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline import io, layout, tracking
+from omegaconf import OmegaConf
+
+from pipeline import io, layout
 from pipeline.config import Config
 from pipeline.errors import MissingInputError
+from pipeline.tracking import location, runs
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,24 @@ def collect(
     return metrics, artifacts
 
 
+def stage_params(cfg: Config) -> dict[str, Any]:
+    """The params of the stages after train (train logs its own sections), flattened for MLflow."""
+    sections = {
+        "evaluate": cfg.evaluate,
+        "explain": cfg.explain,
+        "visualize": cfg.visualize,
+        "report": cfg.report,
+    }
+    return runs.flatten(
+        {
+            name: OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+            for name, node in sections.items()
+        }
+    )
+
+
 def run(cfg: Config) -> dict[str, Any]:
-    run_info = tracking.load_run(layout.run_file(cfg))
+    run_info = runs.load_run(layout.run_file(cfg))
     records = {}
     for stage in STAGES:
         path = layout.mlflow_record(getattr(cfg.paths, stage))
@@ -70,16 +90,30 @@ def run(cfg: Config) -> dict[str, Any]:
             "rerun the stages that write them (`dvc repro`)."
         )
     # The run's server, when it has one, must answer now (fail in seconds, not minutes of retries).
-    tracking.prepare_uri(run_info.tracking_uri, fallback_to_local=False)
-    if not tracking.run_exists(run_info.tracking_uri, run_info.run_id):
+    location.prepare_uri(run_info.tracking_uri, fallback_to_local=False)
+    if not runs.run_exists(run_info.tracking_uri, run_info.run_id):
         raise MissingInputError(
             f"MLflow run {run_info.run_id} (from {layout.run_file(cfg)}) is not in the store "
             f"{run_info.tracking_uri}: retrain to make a new run (`dvc repro --force train`)."
         )
-    tracking.publish(run_info, metrics, artifacts)
+    uri, run_id = run_info.tracking_uri, run_info.run_id
+    params = stage_params(cfg)
+    for key, (logged, now) in runs.log_params(uri, run_id, params).items():
+        log.warning(
+            "MLflow run %s keeps %s=%s (MLflow never changes a param), though these outputs used %s: "
+            "retrain (`dvc repro --force train`) for a run that records it",
+            run_id,
+            key,
+            logged,
+            now,
+        )
+    if metrics:
+        runs.log_metrics(uri, run_id, metrics)
+    runs.log_files(uri, run_id, artifacts)
     summary = {
         "run_id": run_info.run_id,
         "tracking_uri": run_info.tracking_uri,
+        "params": sorted(params),
         "metrics": sorted(metrics),
         "artifacts": sorted(f"{folder}/{path.name}" for path, folder in artifacts),
     }

@@ -16,6 +16,8 @@ import logging
 import math
 import os
 import shutil
+import sys
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,18 +27,22 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from pipeline import io, layout, prepare, tracking
-from pipeline.config import Config, as_dict, to_yaml
+from pipeline import artifacts, datasets, io, layout, parallel
+from pipeline.config import Config
 from pipeline.errors import ConfigError, TrainingError
+from pipeline.tracking import location, models, provenance, runs
 
-# torch and Lightning (~4 s to import) are imported where used, after the MLflow helper process
+# torch and Lightning (~4 s to import) are imported where used, after the MLflow worker process
 # has started, so the two start-ups overlap (see run).
 if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
     import pytorch_lightning as pl
     import torch
 
     from pipeline import model
-    from pipeline.lit import Classifier
+    from pipeline.lit import Classifier, Optimization
+    from pipeline.tracking.logger import PoolLogger
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +54,23 @@ def build_net(cfg: Config, in_features: int, n_classes: int) -> model.MLP:
     return net
 
 
-def optimizer_factory(cfg: Config) -> Any:
+def optimizer_factory(cfg: Config) -> Optimization:
+    """The optimizer (``optim``) and learning-rate scheduler (``scheduler``), as ``fit`` takes them."""
+    from pipeline.lit import Optimization
+
     # Keys left at None belong to other optimizers (momentum is SGD's, not Adam's).
     options = {k: v for k, v in OmegaConf.to_container(cfg.optim).items() if v is not None}  # type: ignore[union-attr]
-    return instantiate(options)
+    schedule = cfg.scheduler
+    scheduler = None
+    if schedule._target_ is not None:
+        # The scheduler's own arguments; interval, frequency and monitor are Lightning's.
+        lightning = ("interval", "frequency", "monitor")
+        own = OmegaConf.to_container(schedule, resolve=True)
+        assert isinstance(own, dict)
+        scheduler = instantiate({k: v for k, v in own.items() if k not in lightning})
+    return Optimization(
+        instantiate(options), scheduler, schedule.interval.value, schedule.frequency, schedule.monitor
+    )
 
 
 def check_finite(rows: list[dict[str, float]]) -> None:
@@ -67,32 +86,42 @@ def check_finite(rows: list[dict[str, float]]) -> None:
 
 def fit(
     net: torch.nn.Module,
-    optimizer: Any,
+    optimization: Any,
     arrays: dict[str, np.ndarray],
     trainer: pl.Trainer,
     batch_size: int,
     seed: int,
     ckpt_path: Path | None = None,
-    batches_per_step: int = 1,
 ) -> Classifier:
     """Core: fit ``net`` on the train split, validating on val each epoch (from a checkpoint if given).
 
-    ``batches_per_step`` mini-batches go through each Lightning step (see lit.Classifier); the
-    result does not depend on it, only the time Lightning's per-step machinery takes.
+    ``optimization``: a ``lit.Optimization`` (see optimizer_factory) or a plain optimizer factory
+    such as ``functools.partial(torch.optim.Adam, lr=1e-3)``.
     """
-    import torch
+    import re
+    import warnings
 
-    from pipeline.lit import Classifier, batches
+    from pytorch_lightning.callbacks import ModelCheckpoint
 
-    tensors = {key: torch.from_numpy(value) for key, value in arrays.items()}
-    module = Classifier(net, optimizer, batch_size)
-    chunk = batches_per_step
-    trainer.fit(
-        module,
-        train_dataloaders=batches(tensors["X_train"], tensors["y_train"], batch_size, True, seed, chunk),
-        val_dataloaders=batches(tensors["X_val"], tensors["y_val"], batch_size, False, chunk=chunk),
-        ckpt_path=ckpt_path,
-    )
+    from pipeline.lit import Classifier, InMemoryData
+
+    module = Classifier(net, optimization)
+    with warnings.catch_warnings():
+        # Warnings Lightning raises inside fit that say nothing about this run:
+        # - torch 2.13 deprecated constructing torch.utils._pytree.LeafSpec, which Lightning's
+        #   CombinedLoader still does for every loader; the class works as before.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        # - the data are tensors in memory: DataLoader worker processes would only copy them.
+        warnings.filterwarnings("ignore", message=r"The '\w+' does not have many workers")
+        # - the checkpoint folder is this run's own: run() clears it unless resuming, and it holds
+        #   the run's id and config (written before the fit) and, resuming, the checkpoints resumed from.
+        checkpoint = trainer.checkpoint_callback
+        if isinstance(checkpoint, ModelCheckpoint) and checkpoint.dirpath is not None:
+            folder = re.escape(str(checkpoint.dirpath))
+            warnings.filterwarnings(
+                "ignore", message=rf"Checkpoint directory {folder} exists and is not empty"
+            )
+        trainer.fit(module, datamodule=InMemoryData(arrays, batch_size, seed), ckpt_path=ckpt_path)
     return module
 
 
@@ -107,10 +136,10 @@ def best_weights(checkpoint: str) -> dict[str, torch.Tensor]:
 def run_tags(cfg: Config, summary: dict[str, Any]) -> dict[str, str]:
     """What a run needs to be reproduced: code version, data fingerprint, libraries, DVC context."""
     tags = {
-        **tracking.git_info(tracking.project_root()),
-        **tracking.versions(),
+        **provenance.git_info(location.project_root()),
+        **provenance.versions(),
         "dataset": summary["dataset"],
-        "data_md5": tracking.file_md5(layout.data_file(cfg)),
+        "data_md5": provenance.file_md5(layout.data_file(cfg)),
         "dvc_stage": "train",
     }
     if os.environ.get("DVC_EXP_NAME"):
@@ -121,9 +150,30 @@ def run_tags(cfg: Config, summary: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
+def tracked_config(cfg: Config) -> dict[str, Any]:
+    """The config sections this stage reads, as plain values: the run's params and config.yaml.
+    The publish stage logs the later stages' sections to the same run."""
+    sections = {
+        "seed": cfg.seed,
+        "data": cfg.data,
+        "model": cfg.model,
+        "optim": cfg.optim,
+        "scheduler": cfg.scheduler,
+        "trainer": cfg.trainer,
+        "train": cfg.train,
+        "tracking": cfg.tracking,
+    }
+    return {
+        name: OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+        if OmegaConf.is_config(value)
+        else value
+        for name, value in sections.items()
+    }
+
+
 def resumable_config(cfg: Config) -> str:
     """The config as a resumed run must match it (whether to resume aside)."""
-    plain = as_dict(cfg)
+    plain = tracked_config(cfg)
     plain["train"]["resume"] = False
     return yaml.safe_dump(plain, sort_keys=True)
 
@@ -144,85 +194,154 @@ def resume_point(cfg: Config, partial: Path) -> tuple[Path | None, str | None]:
     return last, run_id.read_text().strip()
 
 
-def build_trainer(cfg: Config, logger: Any, partial: Path) -> tuple[pl.Trainer, dict[str, Any]]:
-    """The Trainer of the train stage (config, callbacks, ``logger``), checkpointing into ``partial``;
-    and its callbacks by role (history, weight_history, checkpoint)."""
-    from pytorch_lightning.callbacks import EarlyStopping
+def build_trainer(
+    cfg: Config, logger: Any, partial: Path, *, train_rows: int | None = None
+) -> tuple[pl.Trainer, dict[str, Any]]:
+    """The Trainer of the train stage: ``cfg.trainer`` (any Trainer argument, checked against its
+    signature), the stage's callbacks and those of ``train.callbacks``, ``logger``, checkpoints
+    written atomically into ``partial``; and the stage's callbacks by role (history,
+    weight_history, checkpoint).
 
-    from pipeline.lit import EpochSeed, History, WeightHistory, safe_checkpoint
+    ``train_rows`` (the train split's size) sets ``log_every_n_steps`` where the config does not:
+    Lightning warns when an epoch has fewer steps than that interval (default 50).
+    """
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+    from pipeline.config import check_open
+    from pipeline.lit import AtomicCheckpointIO, EpochSeed, History, WeightHistory, configured_callbacks
+
+    check_open(cfg)
     roles = {
         "history": History(),
         "weight_history": WeightHistory(),
-        "checkpoint": safe_checkpoint(
+        "checkpoint": ModelCheckpoint(
             dirpath=partial, filename="best", monitor="val_loss", mode="min", save_last=True
         ),
     }
-    callbacks = [
+    callbacks: list[pl.Callback] = [
         EpochSeed(cfg.seed),
         roles["history"],
         roles["weight_history"],
         roles["checkpoint"],
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping_patience),
+        *configured_callbacks(cfg.train.callbacks, "train.callbacks"),
     ]
+    options: dict[str, Any] = {}
+    given: Any = cfg.trainer  # a DictConfig, open: it has .get and `in`
+    if logger and train_rows and "log_every_n_steps" not in given and not given.get("barebones"):
+        # Steps per epoch on one rank: the split over the devices named (1 if "auto"), in batches,
+        # cut by limit_train_batches. Lightning's default interval is 50 steps.
+        ranks = 1
+        if isinstance(given.devices, int) and given.devices > 0:
+            ranks = given.devices
+        elif OmegaConf.is_list(given.devices):
+            ranks = len(given.devices)
+        steps = math.ceil(math.ceil(train_rows / (ranks * given.num_nodes)) / cfg.train.batch_size)
+        limit = given.get("limit_train_batches")
+        if isinstance(limit, float):
+            steps = int(steps * limit)
+        elif isinstance(limit, int):
+            steps = min(steps, limit)
+        options["log_every_n_steps"] = max(1, min(50, steps))
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger, enable_model_summary=False
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        plugins=[AtomicCheckpointIO()],
+        enable_model_summary=False,
+        **options,
     )
     return trainer, roles
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    arrays, summary = prepare.load(cfg)
-    prepare.check_batch_size(len(arrays["y_train"]), cfg.train.batch_size)
-    uri = tracking.prepare_uri(tracking.resolve_uri(cfg.tracking.uri), cfg.tracking.fallback_to_local)
+    arrays, summary = artifacts.load_data(cfg)
+    datasets.check_batch_size(len(arrays["y_train"]), cfg.train.batch_size)
+    uri = location.prepare_uri(location.resolve_uri(cfg.tracking.uri), cfg.tracking.fallback_to_local)
     tags = run_tags(cfg, summary)
 
     # Checkpoints of this fit go to a folder that replaces the last good one only on success: a
     # failed or killed run leaves the previous outputs alone, and `train.resume=true` continues it.
     partial = layout.checkpoint_dir(cfg).with_name("checkpoints.partial")
     ckpt_path, resumed_run = resume_point(cfg, partial)
+    stale = None  # the run of a stage that died without a word, if not resumed: still RUNNING
     if ckpt_path is None:
+        if (partial / "run_id").exists():
+            stale = (partial / "run_id").read_text().strip()
         shutil.rmtree(partial, ignore_errors=True)
-    # MLflow lives in a helper process started now, before torch and Lightning are imported, so
-    # its own start-up runs beside theirs. Under DDP only rank 0 tracks.
-    worker = None
-    if tracking.launch_rank() == 0:
-        params = tracking.flatten(as_dict(cfg))
-        worker = tracking.TrackingWorker(
-            uri, cfg.tracking.experiment, cfg.tracking.run_name, tags, params, resumed_run
+    if runs.launch_rank() != 0:  # under DDP only rank 0 tracks
+        return _train(cfg, arrays, summary, None, partial, ckpt_path, tags)
+
+    # MLflow lives in a process-pool worker, started now: it imports MLflow, opens the store and
+    # makes the run (~2.3 s) while this process imports torch and Lightning, and logs each epoch
+    # while the next one trains. Niced: at equal priority it slowed the fit from 2.5 s to 4.4 s.
+    with parallel.process_pool(warm=("mlflow",), niceness=10) as pool:
+        # MLflow's source tags, taken here: the worker's command line is not the stage's.
+        source = {"mlflow.source.name": sys.argv[0], "mlflow.source.type": "LOCAL"}
+        params = runs.flatten(tracked_config(cfg))
+        experiment, name = cfg.tracking.experiment, cfg.tracking.run_name
+        started = pool.submit(
+            runs.start, uri, experiment, name, {**tags, **source}, params, resume=resumed_run, stale=stale
         )
-    try:
-        return _train(cfg, arrays, summary, worker, partial, ckpt_path, tags)
-    except BaseException as err:
-        if worker is not None:
+        pool.submit(models.warm_up, cfg.tracking.model_format.value)  # what _finish's model logging needs
+        try:
+            from pipeline.tracking.logger import PoolLogger  # imports Lightning, meanwhile
+
+            mlflow_run = started.result()
+            if mlflow_run.warning:
+                log.warning("%s", mlflow_run.warning)
+            if mlflow_run.killed:
+                log.warning(
+                    "MLflow run %s of an earlier train stage that stopped without a word (killed?) "
+                    "was still RUNNING: marked KILLED",
+                    mlflow_run.killed,
+                )
+            logger = PoolLogger(pool, uri, mlflow_run.run_id, mlflow_run.experiment_id)
+            return _train(cfg, arrays, summary, logger, partial, ckpt_path, tags)
+        except BaseException as err:
             killed = isinstance(err, KeyboardInterrupt | SystemExit)
-            worker.end("KILLED" if killed else "FAILED")
-        raise
+            _end_run(pool, uri, started, "KILLED" if killed else "FAILED")
+            raise
+
+
+def _end_run(pool: Executor, uri: str, started: Future[runs.Started], status: str) -> None:
+    """Mark the run ``status`` (FAILED, KILLED); best effort, never raises (the store may be what failed)."""
+    try:
+        run_id = started.result(timeout=60).run_id
+    except Exception:  # noqa: BLE001 -- no run was made: nothing to mark (its error is being raised)
+        return
+    try:
+        try:
+            pool.submit(runs.terminate, uri, run_id, status).result(timeout=60)
+        except BrokenProcessPool:  # the worker is gone (Ctrl-C reaches it too): mark the run from here
+            runs.terminate(uri, run_id, status)
+    except Exception as err:  # noqa: BLE001 -- already failing; keep the original error
+        log.warning("Could not mark MLflow run %s as %s: %s", run_id, status, err)
 
 
 def _train(
     cfg: Config,
     arrays: dict[str, np.ndarray],
     summary: dict[str, Any],
-    worker: tracking.TrackingWorker | None,
+    logger: PoolLogger | None,
     partial: Path,
     ckpt_path: Path | None,
     tags: dict[str, str],
 ) -> dict[str, Any]:
     import pytorch_lightning as pl
 
-    from pipeline.lit import WorkerLogger
-
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     net = build_net(cfg, summary["n_features"], summary["n_classes"])
-    trainer, roles = build_trainer(cfg, WorkerLogger(worker) if worker is not None else False, partial)
+    trainer, roles = build_trainer(
+        cfg, logger if logger is not None else False, partial, train_rows=len(arrays["y_train"])
+    )
     if trainer.is_global_zero:
-        if worker is None:
+        if logger is None:
             raise TrainingError(
                 "Lightning made this process rank 0, but RANK / LOCAL_RANK / SLURM_PROCID in the "
                 "environment said otherwise, so it did not start MLflow tracking. Unset them and rerun."
             )
-        io.write_text(partial / "run_id", worker.run_id)  # waits for the helper to have the run
+        io.write_text(partial / "run_id", logger.run_id)
         io.write_text(partial / "config.yaml", resumable_config(cfg))
     started = datetime.now(timezone.utc)
     fit(
@@ -233,15 +352,14 @@ def _train(
         cfg.train.batch_size,
         cfg.seed,
         ckpt_path,
-        cfg.train.batches_per_step,
     )
     check_finite(roles["history"].rows)
-    if not trainer.is_global_zero or worker is None:
+    if not trainer.is_global_zero or logger is None:
         # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
-        if worker is not None:  # the environment named no rank, yet Lightning made this one non-zero
-            worker.end("KILLED")
+        if logger is not None:  # the environment named no rank, yet Lightning made this one non-zero
+            logger.pool.submit(runs.terminate, logger.uri, logger.run_id, "KILLED").result()
         return {"rank": trainer.global_rank, "objective": float("nan")}
-    return _finish(cfg, net, arrays, roles, partial, worker, tags, started)
+    return _finish(cfg, net, arrays, roles, partial, logger, tags, started)
 
 
 def _finish(
@@ -250,7 +368,7 @@ def _finish(
     arrays: dict[str, np.ndarray],
     roles: dict[str, Any],
     partial: Path,
-    worker: tracking.TrackingWorker,
+    logger: PoolLogger,
     tags: dict[str, str],
     started: datetime,
 ) -> dict[str, Any]:
@@ -271,15 +389,15 @@ def _finish(
     }
     staged_model = partial / "model.pt"
     model.save(net, staged_model)
-    model_uri = worker.finish(
-        staged_model,
-        arrays["X_test"][:5],
-        {k: float(v) for k, v in metrics.items()},
-        {"config.yaml": to_yaml(cfg)},
-        cfg.tracking.model_format.value,
-    )
-    experiment = cfg.tracking.experiment
-    info = tracking.RunInfo(worker.uri, experiment, worker.experiment_id, worker.run_id, model_uri)
+    logger.wait()  # every epoch is in the run (raises the error of one that is not)
+    pool, uri, run_id = logger.pool, logger.uri, logger.run_id
+    fmt = cfg.tracking.model_format.value
+    logged = pool.submit(models.log_saved, uri, run_id, staged_model.resolve(), arrays["X_test"][:5], fmt)
+    texts = {"config.yaml": yaml.safe_dump(tracked_config(cfg), sort_keys=False)}
+    finished = pool.submit(runs.finish, uri, run_id, {k: float(v) for k, v in metrics.items()}, texts)
+    model_uri = logged.result()
+    finished.result()
+    info = runs.RunInfo(uri, cfg.tracking.experiment, logger.experiment_id, run_id, model_uri)
 
     # All outputs change together or not at all (a stop signal waits for the block to end).
     with io.uninterrupted():
@@ -313,7 +431,7 @@ def _finish(
         best["val_acc"],
         best["epoch"],
         info.run_id,
-        tracking.ui_command(info.tracking_uri),
+        location.ui_command(info.tracking_uri),
     )
     return {**metrics, "run_id": info.run_id, "objective": float(metrics[cfg.train.objective.value])}
 

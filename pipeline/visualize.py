@@ -19,21 +19,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-from pipeline import io, layout, prepare, stats, tracking
+from pipeline import artifacts, io, layout, model, parallel, plots, projection, stats
 from pipeline.config import Config
-
-# torch is imported where used: this module is also imported by the helper process that
-# projects (see run), which needs none of it and would pay ~1 s to start.
-if TYPE_CHECKING:
-    import torch
-
-    from pipeline import model
+from pipeline.tracking import records, runs
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +46,6 @@ class LayerActivations:
 
 def layer_specs(net: model.MLP) -> list[dict[str, Any]]:
     """One entry per block of the network, input to output, for the diagram and the table."""
-    from torch import nn
-
-    from pipeline import model
-
     arch = net.arch
     specs: list[dict[str, Any]] = [
         {"kind": "input", "name": "input", "width": arch["in_features"], "params": 0}
@@ -79,11 +70,6 @@ def collect_activations(net: model.MLP, X: np.ndarray) -> tuple[list[LayerActiva
 
     Returns the per-layer inputs/outputs of the activations and the logits (rows, classes).
     """
-    import torch
-    from torch import nn
-
-    from pipeline import model
-
     captured: list[tuple[str, str, np.ndarray, np.ndarray]] = []
     handles = []
     kinds = tuple(model.ACTIVATIONS.values())
@@ -119,58 +105,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def activation_curve(activation: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The activation function and its derivative at ``x``, by the module the model uses and autograd."""
-    import torch
-
-    from pipeline import model
-
     t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     y = model.ACTIVATIONS[activation]()(t)
     (grad,) = torch.autograd.grad(y.sum(), t)
     return y.detach().numpy(), grad.numpy()
-
-
-def project(X: np.ndarray, method: str, *, seed: int, perplexity: float, pca_dims: int) -> np.ndarray:
-    """2-D projection of the rows of ``X`` by PCA or t-SNE (PCA-reduced to ``pca_dims`` first)."""
-    from threadpoolctl import threadpool_limits
-
-    # torch, sklearn and scipy each bring their own OpenMP/OpenBLAS thread pools; once torch
-    # has run, their threads contend on these 2-core machines: PCA of 360x64 took 1.5 s and
-    # t-SNE of 360 digits 6-9 s, against 0.015 s and 1.2 s with one thread.
-    with threadpool_limits(limits=1):
-        return _project(np.asarray(X, dtype=np.float64), method, seed, perplexity, pca_dims)
-
-
-def project_all(
-    jobs: dict[tuple[str, str], np.ndarray], *, seed: int, perplexity: float, pca_dims: int
-) -> dict[tuple[str, str], np.ndarray]:
-    """``project`` for each (method, name) -> rows, under one thread-pool limit.
-
-    One at a time on purpose: running the two t-SNE projections in two threads saved 0.3 s but
-    made OpenBLAS (pthreads build, as in the numpy/scipy wheels) print "Detect OpenMP Loop and
-    this application may hang".
-    """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        return {
-            key: _project(np.asarray(X, dtype=np.float64), key[0], seed, perplexity, pca_dims)
-            for key, X in jobs.items()
-        }
-
-
-def _project(X: np.ndarray, method: str, seed: int, perplexity: float, pca_dims: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
-
-    if method == "pca":
-        return np.asarray(PCA(n_components=2, random_state=seed).fit_transform(X))
-    from sklearn.manifold import TSNE
-
-    if X.shape[1] > pca_dims:
-        X = PCA(n_components=min(pca_dims, len(X)), random_state=seed).fit_transform(X)
-    # sklearn requires perplexity < rows; (rows - 1) / 3 keeps three neighbourhoods' worth of points.
-    perplexity = min(perplexity, max(1.0, (len(X) - 1) / 3))
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500)
-    return np.asarray(tsne.fit_transform(X))
 
 
 def layer_stats(layers: list[LayerActivations], margin: float, share: float) -> list[dict[str, Any]]:
@@ -209,7 +147,7 @@ def analyse(
     net: model.MLP, arrays: dict[str, np.ndarray], summary: dict[str, Any], cfg: Config
 ) -> dict[str, Any]:
     """Core, all but the 2-D projections: activations, their statistics, worst errors, and the
-    rows to project (``projection_jobs``: (method, source) -> rows; ``projection_panels`` runs them)."""
+    rows to project (``projection_jobs``: (method, source) -> rows; ``projection.panels`` runs them)."""
     vcfg = cfg.visualize
     X, y = arrays["X_test"], arrays["y_test"]
     layers, logits = collect_activations(net, X)
@@ -236,42 +174,8 @@ def analyse(
     }
 
 
-def projection_panels(
-    jobs: dict[tuple[str, str], np.ndarray],
-    labels: np.ndarray,
-    *,
-    seed: int,
-    perplexity: float,
-    pca_dims: int,
-) -> dict[str, Any]:
-    """Core: the 2-D projections of ``analyse``'s jobs and how well they separate ``labels``."""
-    projections = project_all(jobs, seed=seed, perplexity=perplexity, pca_dims=pca_dims)
-    separation = {
-        f"silhouette_{source}_{method}": stats.silhouette(points, labels)
-        for (method, source), points in projections.items()
-    }
-    return {"projections": projections, "separation": separation}
-
-
-def compute(
-    net: model.MLP, arrays: dict[str, np.ndarray], summary: dict[str, Any], cfg: Config
-) -> dict[str, Any]:
-    """Core: every number and array the figures, the JSON and the metrics need."""
-    result = analyse(net, arrays, summary, cfg)
-    labels = arrays["y_test"][result["projection_rows"]]
-    result.update(projection_panels(result["projection_jobs"], labels, **projection_settings(cfg)))
-    return result
-
-
-def projection_settings(cfg: Config) -> dict[str, Any]:
-    vcfg = cfg.visualize
-    return {"seed": cfg.seed, "perplexity": vcfg.tsne_perplexity, "pca_dims": vcfg.pca_before_tsne}
-
-
 def metrics_of(net: model.MLP, result: dict[str, Any]) -> dict[str, float]:
     """Flat metrics for DVC and MLflow: one dead/saturated fraction per hidden layer, and more."""
-    from pipeline import model
-
     metrics: dict[str, float] = {"n_parameters": float(model.n_parameters(net))}
     for i, row in enumerate(result["stats"], start=1):
         metrics[f"layer{i}_{row['statistic']}_fraction"] = row["fraction"]
@@ -283,8 +187,6 @@ def metrics_of(net: model.MLP, result: dict[str, Any]) -> dict[str, float]:
 
 def linear_layers(net: model.MLP) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, weight (out, in), bias (out,)) of each Linear layer, input side first."""
-    from torch import nn
-
     return [
         (f"net.{name}", layer.weight.detach().numpy(), layer.bias.detach().numpy())
         for name, layer in net.net.named_children()
@@ -292,17 +194,7 @@ def linear_layers(net: model.MLP) -> list[tuple[str, np.ndarray, np.ndarray]]:
     ]
 
 
-Recipe = tuple[Callable[..., Any], tuple[Any, ...]]
-
-
-def projections_recipe(result: dict[str, Any], y: np.ndarray, classes: list[str]) -> Recipe:
-    from pipeline.plots import activations as act_figs
-
-    rows = result["projection_rows"]
-    return act_figs.projections, (result["projections"], y[rows], classes, result["separation"])
-
-
-def figure_recipes(
+def figure_jobs(
     cfg: Config,
     net: model.MLP,
     arrays: dict[str, np.ndarray],
@@ -310,12 +202,9 @@ def figure_recipes(
     history: dict[str, Any],
     best_epoch: int,
     result: dict[str, Any],
-) -> dict[str, Recipe]:
-    """name -> (plot function, its arguments) of every figure, in report order; the projections
-    figure only once ``result`` has the projections."""
-    from pipeline.plots import activations as act_figs
-    from pipeline.plots import network as net_figs
-
+) -> dict[str, tuple[Any, ...]]:
+    """Figure id (pipeline.figures) -> the arguments of its drawing function, in report order;
+    all but the projections, which come from the pool (see run)."""
     classes = summary["class_names"]
     features = summary["feature_names"]
     shape = summary["image_shape"]
@@ -325,56 +214,44 @@ def figure_recipes(
     first_weights = linear[0][1]
     n_units = min(cfg.visualize.n_units, first_weights.shape[0])
 
-    recipes: dict[str, Recipe] = {}
-    recipes["architecture"] = (net_figs.architecture, (layer_specs(net), shape))
+    jobs: dict[str, tuple[Any, ...]] = {"architecture": (layer_specs(net), shape)}
     activations_used = sorted({layer.activation for layer in layers}) or [net.arch["activation"]]
     x = np.linspace(-5, 5, 401)
     curves = {name: activation_curve(name, x) for name in activations_used}
     pre = np.concatenate([layer.pre.ravel() for layer in layers]) if layers else None
-    recipes["activation_functions"] = (net_figs.activation_functions, (x, curves, pre))
-    recipes["weight_distributions"] = (net_figs.weight_distributions, (linear,))
+    jobs["activation_functions"] = (x, curves, pre)
+    jobs["weight_distributions"] = (linear,)
     if shape:
-        recipes["first_layer_images"] = (net_figs.unit_weight_images, (first_weights[:n_units], shape))
+        jobs["first_layer_images"] = (first_weights[:n_units], shape)
     else:
-        recipes["first_layer_features"] = (net_figs.unit_weight_heatmap, (first_weights[:n_units], features))
+        jobs["first_layer_features"] = (first_weights[:n_units], features)
     # History epoch k holds the weights after k epochs; the kept weights are after best_epoch + 1.
-    recipes["weight_history"] = (net_figs.weight_history, (history, best_epoch + 1))
-
+    jobs["weight_history"] = (history, best_epoch + 1)
     if layers:
         vcfg = cfg.visualize
-        recipes["activation_distributions"] = (
-            act_figs.activation_distributions,
-            (layers, result["stats"], vcfg.saturation_margin, vcfg.saturation_share),
+        jobs["activation_distributions"] = (
+            layers,
+            result["stats"],
+            vcfg.saturation_margin,
+            vcfg.saturation_share,
         )
         ordered = [
             (row["label"], m[:, stats.unit_order(m)])
             for row, m in zip(result["stats"], result["class_means"], strict=True)
         ]
-        recipes["class_activations"] = (act_figs.class_activation_heatmap, (ordered, classes))
-    if "projections" in result:
-        recipes["projections"] = projections_recipe(result, y, classes)
-
+        jobs["class_activations"] = (ordered, classes)
     errors = result["errors"]
     if len(errors):
         probs = result["probs"][errors]
         raw = arrays["X_test_raw"][errors]
-        if shape:
-            gallery = (raw, probs, y[errors], classes, shape)
-            recipes["error_gallery"] = (act_figs.error_gallery_images, gallery)
-        else:
-            recipes["error_gallery"] = (
-                act_figs.error_gallery_table,
-                (raw, arrays["X_test"][errors], probs, y[errors], classes, features),
-            )
-    return recipes
+        jobs["error_gallery"] = (raw, arrays["X_test"][errors], probs, y[errors], classes, features, shape)
+    return jobs
 
 
 def network_record(
     net: model.MLP, result: dict[str, Any], summary: dict[str, Any], y: np.ndarray
 ) -> dict[str, Any]:
     """The JSON the report reads: layer table, per-layer statistics, worst errors."""
-    from pipeline import model
-
     classes = summary["class_names"]
     probs = result["probs"]
     errors = [
@@ -400,58 +277,50 @@ def network_record(
 
 
 def run(cfg: Config) -> dict[str, float]:
-    from pipeline.helper import Helper
-    from pipeline.plots import render, render_rest
-
     started = time.perf_counter()
-    # A helper process projects (sklearn's import and t-SNE, ~2.5 s) while this one loads torch and
-    # the model and draws the other figures (~3 s): both cores at once. The inputs need no model,
-    # so their projections are on their way before torch is even imported.
-    settings = projection_settings(cfg)
-    with Helper(warm=("sklearn.manifold", "sklearn.decomposition", "sklearn.metrics")) as helper:
-        arrays, summary = prepare.load(cfg)
-        pick, inputs = projection_sample(arrays, summary, cfg)
-        y = arrays["y_test"]
+    vcfg = cfg.visualize
+    settings = {"seed": cfg.seed, "perplexity": vcfg.tsne_perplexity, "pca_dims": vcfg.pca_before_tsne}
+    arrays, summary = artifacts.load_data(cfg)
+    pick, inputs = projection_sample(arrays, summary, cfg)
+    labels = arrays["y_test"][pick]
+    # The projections (scikit-learn's import and t-SNE, ~2.5 s) run in the pool's worker while
+    # this process computes the activations and draws the other figures: both cores at once.
+    with parallel.process_pool(warm=("sklearn.manifold", "sklearn.decomposition", "sklearn.metrics")) as pool:
         input_jobs = {(method, "inputs"): inputs for method in ("pca", "tsne")}
-        input_panels = helper.submit(projection_panels, input_jobs, y[pick], **settings)
-        from pipeline import model  # torch (~1 s): after the helper has its first job
-
-        net = model.load(layout.model_file(cfg))
-        run_info = tracking.load_run(layout.run_file(cfg))
+        input_panels = pool.submit(projection.panels, input_jobs, labels, **settings)
+        net = artifacts.load_model(cfg)
+        run_info = runs.load_run(layout.run_file(cfg))
         history = io.read_json(layout.weight_history_file(cfg), "train")
         best_epoch = int(io.read_json(cfg.paths.train_metrics, "train")["best_epoch"])
 
         result = analyse(net, arrays, summary, cfg)
         hidden_jobs = {key: rows for key, rows in result["projection_jobs"].items() if key[1] == "hidden"}
-        hidden_panels = helper.submit(projection_panels, hidden_jobs, y[pick], **settings)
-        folder, dpi = layout.figure_dir(cfg.paths.visualize), cfg.report.dpi
-        recipes = figure_recipes(cfg, net, arrays, summary, history, best_epoch, result)
-        figures = render_rest(recipes, {}, folder, dpi)
+        hidden_panels = pool.submit(projection.panels, hidden_jobs, labels, **settings)
+        folder = layout.figure_dir(cfg.paths.visualize)
+        plots.clear(folder)
+        jobs = figure_jobs(cfg, net, arrays, summary, history, best_epoch, result)
+        figures = plots.render_all(jobs, folder, cfg.report.dpi)
         parts = input_panels.result(), hidden_panels.result()
-    # Merged in the order compute() gives them (the metrics file lists them in that order).
+    # In the order analyse() lists the jobs (the metrics file lists them in that order).
     order = list(result["projection_jobs"])
     merged = {key: part["projections"][key] for part in parts for key in part["projections"]}
     separation = {name: value for part in parts for name, value in part["separation"].items()}
     result["projections"] = {key: merged[key] for key in order}
-    scores = [f"silhouette_{source}_{method}" for method, source in order]
-    result["separation"] = {name: separation[name] for name in scores}
-    plot, args = projections_recipe(result, y, summary["class_names"])
-    projections = render(plot, folder / "projections.png", dpi, *args)
-    # In report order: the projections come before the error gallery.
-    names = list(recipes)
-    figures.insert(names.index("error_gallery") if "error_gallery" in names else len(names), projections)
+    result["separation"] = {f"silhouette_{s}_{m}": separation[f"silhouette_{s}_{m}"] for m, s in order}
+    projected = (result["projections"], labels, summary["class_names"], result["separation"])
+    paths = [*figures, plots.render("projections", folder, cfg.report.dpi, *projected)]
 
     metrics = metrics_of(net, result)
     io.write_json(layout.network_file(cfg), network_record(net, result, summary, arrays["y_test"]))
     # NaN (e.g. a silhouette with one class) is not valid JSON for DVC: write null instead.
     io.write_json(cfg.paths.visualize_metrics, {k: v if np.isfinite(v) else None for k, v in metrics.items()})
-    record = layout.mlflow_record(cfg.paths.visualize)
-    tracking.record(record, run_info, {f"viz_{k}": v for k, v in metrics.items()}, figures, "visualize")
+    prefixed = {f"viz_{k}": v for k, v in metrics.items()}
+    records.write(layout.mlflow_record(cfg.paths.visualize), run_info, prefixed, paths, "visualize")
     log.info(
         "Visualized %s: %s; %d figures in %.1f s -> %s",
         summary["dataset"],
         ", ".join(f"{r['label']} {r['fraction']:.1%} {r['statistic']}" for r in result["stats"]),
-        len(figures),
+        len(paths),
         time.perf_counter() - started,
         cfg.paths.visualize,
     )

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import compare
+from pipeline import compare, figures
 from pipeline.errors import GlassnetError
-from pipeline.tracking import RunRecord, resolve_uri
+from pipeline.tracking.location import resolve_uri
+from pipeline.tracking.queries import RunRecord
 from tests.test_report import parse
 
 
@@ -51,6 +52,37 @@ def test_leaderboard_order_matches_mlflow(compared) -> None:  # type: ignore[no-
     assert len(page.images) >= 2 + 2  # param plot, curves, explanation figures of the best two
     for sid, _ in compare.SECTIONS:
         assert sid in page.ids
+    # The best runs' explanation figures carry the report's captions (pipeline.figures).
+    assert figures.spec("feature_importance").caption[:60] in html.replace("&#39;", "'")
+
+
+def test_page_is_the_shared_layout_with_its_own_sections() -> None:
+    context = {
+        "title": "Comparison <of> runs",
+        "generated": "today",
+        "experiment": "glassnet",
+        "tracking_uri": "sqlite:///mlflow.db",
+        "metric": "test_accuracy",
+        "higher_is_better": True,
+        "filter_text": "all runs",
+        "runs": [_record("a", 0.9)],
+        "verdict": ["Best run: a with test_accuracy = 0.9000."],
+        "varying": [],
+        "metric_columns": ["test_accuracy"],
+        "leaderboard": [
+            {"rank": 1, "name": "a", "run_id": "a", "params": {}, "metrics": {"test_accuracy": 0.9}}
+        ],
+        "missing": [],
+        "figures": {"params": [], "curves": []},
+        "best_two": [],
+    }
+    html = compare.render_compare(context)
+    page = parse(html)
+    assert page.links == [sid for sid, _ in compare.SECTIONS]
+    assert set(page.links) <= page.ids and "glance-title" in page.ids
+    assert "<title>Comparison &lt;of&gt; runs</title>" in html
+    assert "from the MLflow store <code>sqlite:///mlflow.db</code>." in html
+    assert html.count("<script>") == 1  # the sortable leaderboard
 
 
 def test_comparison_is_logged_as_a_run(compared) -> None:  # type: ignore[no-untyped-def]

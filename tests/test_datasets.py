@@ -360,20 +360,18 @@ def test_batch_size_above_train_split() -> None:
 def run_pipeline(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Run every stage; record the feature names the explain stage draws its bars with."""
     from pipeline import evaluate, explain, report, train, visualize
-    from pipeline.plots import attribution
 
     drawn: dict[str, Any] = {}
-    original = explain.figure_recipes
+    original = explain.figure_jobs
 
-    # The figures are drawn in a helper process; what it is asked to draw is decided here.
+    # Some figures are drawn in a pool's worker; what it is asked to draw is decided here.
     def spy(*args: Any, **kwargs: Any) -> Any:
-        recipes = original(*args, **kwargs)
-        plot, (_, feature_names, *_) = recipes["feature_importance"]
-        assert plot is attribution.feature_importance_bars
+        jobs = original(*args, **kwargs)
+        _, feature_names, *_ = jobs["feature_importance"]
         drawn["feature_names"] = list(feature_names)
-        return recipes
+        return jobs
 
-    monkeypatch.setattr(explain, "figure_recipes", spy)
+    monkeypatch.setattr(explain, "figure_jobs", spy)
     summary = prepare.run(cfg)
     train.run(cfg)
     metrics = evaluate.run(cfg)

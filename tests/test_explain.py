@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import explain, io, layout, model, report, tracking
+from pipeline import explain, figures, io, layout, model, report, tracking
 from pipeline.errors import ConfigError
 from pipeline.plots import attribution as figs
 
@@ -346,7 +346,7 @@ def test_report_explains_how_far_to_trust(small_run) -> None:  # type: ignore[no
     assert "How far to trust this explanation" in html and "Verdict:" in html
     for fig in ("faithfulness", "ig_agreement", "examples_correct", "examples_wrong"):
         assert f'id="fig-{fig}"' in html
-        assert report.FIGURE_TEXT[fig][1][:40] in html.replace("&#39;", "'")
+        assert figures.spec(fig).caption[:40] in html.replace("&#39;", "'")
 
 
 def test_trust_summary_verdicts() -> None:
@@ -450,7 +450,7 @@ def test_unknown_option_stops_the_stage_before_any_work(small_run) -> None:  # t
 def test_tabular_figures_reach_the_report_with_captions(make_cfg) -> None:  # type: ignore[no-untyped-def]
     cfg = _tabular_run(make_cfg, "permutation", "explain.options.max_evals=20")
     explain.run(cfg)
-    embedded = report.figures_in(layout.figure_dir(cfg.paths.explain), report.EXPLANATION_FIGURES)
+    embedded = report.section_figures("explanation", {"explain": layout.figure_dir(cfg.paths.explain)})
     assert [f.id for f in embedded] == [
         "beeswarm",
         "feature_importance",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pipeline import html as page_html
 from pipeline import report
 
 
@@ -36,19 +37,41 @@ def parse(html: str) -> _Collector:
 
 
 def test_filters() -> None:
-    assert report.fmt_pct(0.98333) == "98.3%"
-    assert report.fmt_num(0.123456) == "0.1235"
-    assert report.fmt_int(101770) == "101,770"
-    assert report.fmt_sci(2.96e-06) == "2.96e-06"
+    assert page_html.fmt_pct(0.98333) == "98.3%"
+    assert page_html.fmt_num(0.123456) == "0.1235"
+    assert page_html.fmt_int(101770) == "101,770"
+    assert page_html.fmt_sci(2.96e-06) == "2.96e-06"
+    assert page_html.fmt_metric(float("nan")) == "—" and page_html.fmt_metric(0.98765) == "0.9877"
 
 
 def test_png_size_and_dpi() -> None:
     buf = io.BytesIO()
     Image.new("RGB", (31, 17)).save(buf, format="PNG", dpi=(150, 150))
-    assert report.png_size(buf.getvalue()) == (31, 17)
-    assert report.png_dpi(buf.getvalue()) == pytest.approx(150, abs=0.1)
+    assert page_html.png_size(buf.getvalue()) == (31, 17)
+    assert page_html.png_dpi(buf.getvalue()) == pytest.approx(150, abs=0.1)
     with pytest.raises(ValueError):
-        report.png_size(b"GIF89a....................")
+        page_html.png_size(b"GIF89a....................")
+
+
+def test_both_pages_extend_one_layout() -> None:
+    """The header, "at a glance" panel, contents and footer are written once, in layout.html.j2."""
+    templates = Path(page_html.__file__).parent / "templates"
+    for name in ("base.html.j2", "compare.html.j2"):
+        source = (templates / name).read_text()
+        assert source.startswith('{% extends "layout.html.j2" %}')
+        assert not re.search(r"<(header|aside|nav|main|footer)\b", source), name
+
+
+def test_section_figures_follow_the_registry(tmp_path: Path) -> None:
+    from pipeline import figures
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    for figure_id in ("ig_agreement", "beeswarm", "class_importance"):  # not in report order
+        (tmp_path / f"{figure_id}.png").write_bytes(buf.getvalue())
+    embedded = report.section_figures("explanation", {"explain": tmp_path})
+    assert [f.id for f in embedded] == ["class_importance", "beeswarm", "ig_agreement"]
+    assert embedded[0].caption == figures.spec("class_importance").caption
 
 
 def test_report_has_every_section_and_decodable_images(small_run) -> None:  # type: ignore[no-untyped-def]
@@ -94,6 +117,19 @@ def test_verdict_names_confusions_and_calibration() -> None:
     trust = {"additivity_max_error": 1e-6, "faithfulness_area": 0.01, "ig_spearman_median": 0.9}
     text = " ".join(report.verdict(metrics, confusions, trust))
     assert "faithfulness area 0.010" in text and "Do not trust it" in text
+
+
+def test_configuration_shows_what_dvc_declares(small_run) -> None:  # type: ignore[no-untyped-def]
+    """The Configuration section prints only config sections dvc.yaml declares as the report's params."""
+    import yaml
+
+    cfg, _ = small_run
+    printed = yaml.safe_load(report.build_context(cfg)["config_yaml"])
+    assert "paths" not in printed and "compare" not in printed
+    assert {"report", "model", "explain", "visualize"} <= set(printed)
+    stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
+    declared = {p for p in stages["report"]["params"] if isinstance(p, str)}
+    assert set(printed) <= declared, f"dvc.yaml's report stage misses params {set(printed) - declared}"
 
 
 def test_strict_undefined_catches_missing_context() -> None:

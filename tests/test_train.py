@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -12,81 +14,76 @@ from mlflow import MlflowClient
 
 from pipeline import layout, model
 from pipeline.errors import TrainingError
-from pipeline.lit import TensorBatches
+from pipeline.lit import InMemoryData
 from pipeline.train import check_finite
 
 
-def _minibatches(batches: TensorBatches) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [pair for block in batches for pair in block]
+def _arrays(n_train: int = 150, n_val: int = 40) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "X_train": rng.normal(size=(n_train, 8)).astype(np.float32),
+        "y_train": rng.integers(0, 3, n_train),
+        "X_val": rng.normal(size=(n_val, 8)).astype(np.float32),
+        "y_val": rng.integers(0, 3, n_val),
+    }
+
+
+def _epoch(data: InMemoryData, split: str, epoch: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of one epoch, as Lightning draws them (it calls the sampler's set_epoch)."""
+    loader = data.train_dataloader() if split == "train" else data.val_dataloader()
+    loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+    return list(loader)
+
+
+def _rows(ranks: int = 1, rank: int = 0) -> Any:
+    """What InMemoryData reads of the Trainer: the number of ranks and this one's."""
+    return SimpleNamespace(world_size=ranks, global_rank=rank)
+
+
+def _data(n: int, batch_size: int, seed: int = 0, ranks: int = 1, rank: int = 0) -> InMemoryData:
+    X = torch.arange(n, dtype=torch.float32)[:, None] * 10
+    y = torch.arange(n)
+    data = InMemoryData(
+        {"X_train": X.numpy(), "y_train": y.numpy(), "X_val": X.numpy(), "y_val": y.numpy()}, batch_size, seed
+    )
+    data.trainer = _rows(ranks, rank)
+    return data
 
 
 def test_batches_cover_every_row_once_per_epoch_in_new_orders() -> None:
-    X = torch.arange(10, dtype=torch.float32)[:, None]
-    y = torch.arange(10)
-    batches = TensorBatches(X, y, batch_size=4, shuffle=True, seed=0)
-    assert len(batches) == 3
+    data = _data(10, batch_size=4)
     epochs = []
     for epoch in range(2):
-        batches.epoch = epoch
-        epochs.append(torch.cat([b[1] for b in _minibatches(batches)]))
+        batches = _epoch(data, "train", epoch)
+        assert [len(yb) for _, yb in batches] == [4, 4, 2]
+        for xb, yb in batches:  # rows stay paired
+            assert torch.equal(xb[:, 0], yb.float() * 10)
+        epochs.append(torch.cat([yb for _, yb in batches]))
     for order in epochs:
         assert sorted(order.tolist()) == list(range(10))
     assert not torch.equal(epochs[0], epochs[1])
-    again = TensorBatches(X, y, batch_size=4, shuffle=True, seed=0)
-    again.epoch = 1  # the order depends on (seed, epoch) only: a resumed run sees the same batches
-    assert torch.equal(torch.cat([b[1] for b in _minibatches(again)]), epochs[1])
+    # The order depends on (seed, epoch) only: a resumed run sees the same batches.
+    again = _data(10, batch_size=4)
+    assert torch.equal(torch.cat([yb for _, yb in _epoch(again, "train", 1)]), epochs[1])
 
 
-def test_unshuffled_batches_keep_order_and_pair_rows() -> None:
-    X = torch.arange(7, dtype=torch.float32)[:, None] * 10
-    y = torch.arange(7)
-    got = _minibatches(TensorBatches(X, y, batch_size=3, shuffle=False))
-    assert [len(b[1]) for b in got] == [3, 3, 1]
-    for xb, yb in got:
-        assert torch.equal(xb[:, 0], yb.float() * 10)
+def test_validation_batches_keep_their_order() -> None:
+    batches = _epoch(_data(7, batch_size=3), "val")
+    assert [yb.tolist() for _, yb in batches] == [[0, 1, 2], [3, 4, 5], [6]]
 
 
-@pytest.mark.parametrize("shuffle", [True, False])
-def test_blocks_hold_the_same_minibatches_whatever_the_chunk(shuffle: bool) -> None:
-    X = torch.arange(23, dtype=torch.float32)[:, None] * 10
-    y = torch.arange(23)
-    one = _minibatches(TensorBatches(X, y, batch_size=4, shuffle=shuffle, seed=3))
-    blocks = TensorBatches(X, y, batch_size=4, shuffle=shuffle, seed=3, chunk=3)
-    assert len(blocks) == 2  # 6 mini-batches of 4 (the last of 3) in blocks of 3
-    assert [len(block) for block in blocks] == [12, 11]
-    chunked = _minibatches(blocks)
-    assert len(chunked) == len(one) == 6
-    for (xa, ya), (xb, yb) in zip(one, chunked, strict=True):
-        assert torch.equal(ya, yb) and torch.equal(xa, xb)
-    for block in blocks:  # a whole block pairs rows too (one forward pass in validation)
-        xs, ys = block.tensors()
-        assert torch.equal(xs[:, 0], ys.float() * 10)
+def test_ranks_share_an_epoch_in_equal_disjoint_shards() -> None:
+    # 11 rows on 2 ranks: 6 each, one row repeated so both run the same number of steps.
+    shards = [torch.cat([yb for _, yb in _epoch(_data(11, 4, ranks=2, rank=r), "train", 3)]) for r in (0, 1)]
+    assert [len(s) for s in shards] == [6, 6]
+    assert set(torch.cat(shards).tolist()) == set(range(11))
 
 
-def test_block_moves_to_a_device_as_a_whole() -> None:
-    X = torch.arange(10, dtype=torch.float32)[:, None]
-    y = torch.arange(10)
-    block = next(iter(TensorBatches(X, y, batch_size=2, shuffle=True, seed=0, chunk=3)))
-    assert block.to("cpu") is block  # already there: stays lazy
-    # What Lightning does for an accelerator, with "meta" standing in for a GPU.
-    moved = block.to("meta")
-    assert moved.X.device.type == "meta" and len(moved) == len(block) == 6
-    assert [len(b[1]) for b in moved] == [2, 2, 2]
-
-
-def _fit_weights(batches_per_step: int, direct: bool, epochs: int = 2) -> tuple[dict[str, torch.Tensor], int]:
+def _fit(epochs: int = 2, **trainer_options: Any) -> tuple[dict[str, torch.Tensor], int]:
     import pytorch_lightning as pl
 
-    from pipeline.lit import Classifier
     from pipeline.train import fit
 
-    rng = np.random.default_rng(0)
-    arrays = {
-        "X_train": rng.normal(size=(150, 8)).astype(np.float32),
-        "y_train": rng.integers(0, 3, 150),
-        "X_val": rng.normal(size=(40, 8)).astype(np.float32),
-        "y_val": rng.integers(0, 3, 40),
-    }
     torch.manual_seed(0)
     net = model.MLP(8, 3, [16], "relu", 0.2)
     trainer = pl.Trainer(
@@ -98,31 +95,54 @@ def _fit_weights(batches_per_step: int, direct: bool, epochs: int = 2) -> tuple[
         enable_progress_bar=False,
         enable_model_summary=False,
         deterministic=True,
+        **trainer_options,
     )
-    original = Classifier.on_fit_start
-
-    def on_fit_start(self: Classifier) -> None:
-        original(self)
-        if not direct:
-            self._direct = False  # the path mixed precision and DDP take
-
-    Classifier.on_fit_start = on_fit_start  # type: ignore[method-assign]
-    try:
-        torch.manual_seed(1)
-        fit(net, lambda p: torch.optim.Adam(p, lr=0.01), arrays, trainer, 16, 0, None, batches_per_step)
-    finally:
-        Classifier.on_fit_start = original  # type: ignore[method-assign]
+    fit(net, lambda p: torch.optim.Adam(p, lr=0.01), _arrays(), trainer, 16, 0)
     return {k: v.clone() for k, v in net.state_dict().items()}, trainer.global_step
 
 
-def test_training_does_not_depend_on_batches_per_step_or_the_update_path() -> None:
-    reference, steps = _fit_weights(1, direct=True)
-    assert steps == 2 * 10  # global_step counts mini-batches (150 rows / 16 = 10 per epoch)
-    for per_step, direct in ((4, True), (16, True), (4, False)):
-        weights, steps = _fit_weights(per_step, direct)
-        assert steps == 2 * 10, (per_step, direct)
-        for key, value in reference.items():
-            assert torch.equal(weights[key], value), (per_step, direct, key)
+def test_training_is_reproducible_and_counts_optimizer_steps() -> None:
+    weights, steps = _fit()
+    assert steps == 2 * 10  # one optimizer step per mini-batch (150 rows / 16 = 10 per epoch)
+    again, _ = _fit()
+    for key, value in weights.items():
+        assert torch.equal(again[key], value), key
+    # Standard Lightning semantics: accumulating 2 batches halves the optimizer steps.
+    _, accumulated = _fit(accumulate_grad_batches=2)
+    assert accumulated == 2 * 5
+
+
+def test_a_resumed_fit_continues_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from pipeline.lit import AtomicCheckpointIO, EpochSeed, History
+    from pipeline.train import fit
+
+    def run(epochs: int, folder: Path, resume: Path | None = None) -> tuple[dict[str, torch.Tensor], History]:
+        torch.manual_seed(0)
+        net, history = model.MLP(8, 3, [16], "relu", 0.2), History()
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            deterministic=True,
+            plugins=[AtomicCheckpointIO()],
+            callbacks=[EpochSeed(7), history, ModelCheckpoint(dirpath=folder, save_last=True)],
+        )
+        fit(net, lambda p: torch.optim.Adam(p, lr=0.01), _arrays(), trainer, 16, 7, resume)
+        return net.state_dict(), history
+
+    straight, full = run(4, tmp_path / "a")
+    run(2, tmp_path / "b")  # "interrupted" after 2 epochs
+    resumed, continued = run(4, tmp_path / "b", tmp_path / "b" / "last.ckpt")
+    assert [r["epoch"] for r in continued.rows] == [0, 1, 2, 3]
+    # Same batches, dropout masks and optimizer state: the same weights, bit for bit.
+    for key, value in straight.items():
+        assert torch.equal(resumed[key], value), key
+    assert continued.rows[-1]["val_loss"] == full.rows[-1]["val_loss"]
 
 
 def test_check_finite_names_the_epoch() -> None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import io, layout, model, prepare, stats, visualize
+from pipeline import io, layout, model, prepare, projection, stats, visualize
 from pipeline.config import Config, to_config
 from pipeline.datasets import Dataset
 from pipeline.errors import ConfigError
@@ -87,17 +87,17 @@ def test_activation_curve_derivative_is_analytic(name: str) -> None:
 def test_projection_shapes_and_small_inputs() -> None:
     X = np.random.default_rng(0).normal(size=(20, 60))
     for method in ("pca", "tsne"):
-        points = visualize.project(X, method, seed=0, perplexity=30.0, pca_dims=10)
+        points = projection.project(X, method, seed=0, perplexity=30.0, pca_dims=10)
         assert points.shape == (20, 2) and np.isfinite(points).all()
 
 
 def test_projections_together_equal_one_at_a_time() -> None:
     rng = np.random.default_rng(1)
     jobs = {(m, name): rng.normal(size=(40, d)) for m in ("pca", "tsne") for name, d in (("a", 30), ("b", 8))}
-    together = visualize.project_all(jobs, seed=3, perplexity=10.0, pca_dims=10)
+    together = projection.project_all(jobs, seed=3, perplexity=10.0, pca_dims=10)
     assert list(together) == list(jobs)
     for (method, name), X in jobs.items():
-        alone = visualize.project(X, method, seed=3, perplexity=10.0, pca_dims=10)
+        alone = projection.project(X, method, seed=3, perplexity=10.0, pca_dims=10)
         assert np.array_equal(together[(method, name)], alone), (method, name)
 
 

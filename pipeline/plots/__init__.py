@@ -9,7 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
 
-from collections.abc import Callable, Mapping  # noqa: E402
+from collections.abc import Collection, Mapping  # noqa: E402
+from concurrent.futures import Executor  # noqa: E402
 from typing import Any  # noqa: E402
 
 from matplotlib.figure import Figure  # noqa: E402
@@ -34,25 +35,34 @@ def save_png(fig: Figure, path: str | Path, dpi: int) -> Path:
     return Path(path)
 
 
-def render(plot: Callable[..., Figure], path: str | Path, dpi: int, *args: Any, **kwargs: Any) -> Path:
-    """Draw ``plot(*args, **kwargs)`` and save it to ``path``: one figure, start to end, in one
-    call that a helper process can run (pipeline.helper)."""
-    return save_png(plot(*args, **kwargs), path, dpi)
+def render(figure_id: str, folder: str | Path, dpi: int, *args: Any) -> Path:
+    """Draw figure ``figure_id`` with its registered function (pipeline.figures) and save it as
+    ``<folder>/<figure_id>.png``: one figure, start to end, in one call a pool worker can run."""
+    from pipeline import figures
+
+    return save_png(figures.draw_function(figure_id)(*args), Path(folder) / f"{figure_id}.png", dpi)
 
 
-def render_rest(
-    recipes: Mapping[str, tuple[Callable[..., Figure], tuple[Any, ...]]],
-    pending: Mapping[str, Any],
-    folder: Path,
+def render_all(
+    jobs: Mapping[str, tuple[Any, ...]],
+    folder: str | Path,
     dpi: int,
+    *,
+    pool: Executor | None = None,
+    elsewhere: Collection[str] = (),
 ) -> list[Path]:
-    """Render here each recipe (name -> (plot, args)) not already handed to a helper process
-    (``pending``: name -> its ``Pending``), collect the helper's, and return every figure's path in
-    the recipes' order."""
-    done = {
-        name: render(plot, folder / f"{name}.png", dpi, *args)
-        for name, (plot, args) in recipes.items()
-        if name not in pending
+    """Draw every figure of ``jobs`` (figure id -> arguments of its drawing function) into
+    ``folder``, the ids in ``elsewhere`` in ``pool`` meanwhile; the paths in ``jobs``' order."""
+    pending = {
+        fid: pool.submit(render, fid, folder, dpi, *jobs[fid]) for fid in elsewhere if pool and fid in jobs
     }
-    done.update({name: future.result() for name, future in pending.items()})
-    return [done[name] for name in recipes]
+    done = {fid: render(fid, folder, dpi, *args) for fid, args in jobs.items() if fid not in pending}
+    done.update({fid: future.result() for fid, future in pending.items()})
+    return [done[fid] for fid in jobs]
+
+
+def clear(folder: str | Path) -> None:
+    """Remove the PNGs of an earlier run: which figures exist depends on the data (images or a
+    table, any mistakes), and the report must never show a stale one."""
+    for stale in Path(folder).glob("*.png"):
+        stale.unlink()

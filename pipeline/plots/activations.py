@@ -129,6 +129,21 @@ def _probability_bars(
         ax.tick_params(axis="y", labelsize=6)
 
 
+def error_gallery(
+    raw: np.ndarray,
+    scaled: np.ndarray,
+    probs: np.ndarray,
+    y_true: np.ndarray,
+    class_names: Sequence[str],
+    feature_names: Sequence[str],
+    image_shape: Sequence[int] | None,
+) -> Figure:
+    """The worst errors: as images when the inputs are images (``image_shape``), else as a table."""
+    if image_shape:
+        return error_gallery_images(raw, probs, y_true, class_names, image_shape)
+    return error_gallery_table(raw, scaled, probs, y_true, class_names, feature_names)
+
+
 def error_gallery_images(
     images: np.ndarray,
     probs: np.ndarray,

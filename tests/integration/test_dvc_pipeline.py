@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from PIL import Image
 
 from pipeline import model
 from tests.conftest import ROOT
+from tests.dvc_truth import dep_path
 from tests.test_report import parse
 
 pytestmark = pytest.mark.slow
@@ -42,8 +44,12 @@ SMALL = {
 }
 
 
-def sh(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def sh(*args: str, cwd: Path, **extra_env: str) -> str:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **extra_env,
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
@@ -78,7 +84,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sh("git", "init", "-q", cwd=root)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=root)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=root)
-    sh("dvc", "repro", cwd=root)
+    # Every process reports each module it imports (stderr, through DVC's output): see
+    # test_every_imported_module_is_a_dependency.
+    out = sh("dvc", "repro", cwd=root, PYTHONPROFILEIMPORTTIME="1")
+    (root.parent / "repro-imports.txt").write_text(out)
     return root
 
 
@@ -101,6 +110,39 @@ def test_repro_produces_every_output(repo: Path) -> None:
     }
     assert not leftovers, f"litter in the project: {leftovers}"
     assert not (repo / "outputs").exists() and not (repo / ".hydra").exists()
+
+
+def test_every_imported_module_is_a_dependency(repo: Path) -> None:
+    """What each stage's processes (its pool's worker included) really imported, read from
+    `-X importtime` lines between DVC's "Running stage" lines, is in that stage's deps."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    imported: dict[str, set[str]] = {}
+    stage = None
+    for line in (repo.parent / "repro-imports.txt").read_text().splitlines():
+        started = re.match(r"Running stage '(\w+)'", line)
+        if started:
+            stage = started.group(1)
+            imported[stage] = set()
+        found = re.match(r"import time:.*\|\s*(pipeline(?:\.\w+)*)$", line)
+        if found and stage:
+            imported[stage].add(found.group(1))
+    assert set(imported) == set(stages), imported.keys()
+    for name, modules in imported.items():
+        assert f"pipeline.{name}" in modules, name
+        missing = sorted(dep_path(m) for m in modules if dep_path(m) not in stages[name]["deps"])
+        assert not missing, f"stage {name!r} imported {missing}, which dvc.yaml does not list"
+
+
+def test_editing_a_module_reruns_the_stages_that_import_it(repo: Path) -> None:
+    fast_deep = repo / "pipeline" / "fast_deep.py"
+    original = fast_deep.read_text()
+    fast_deep.write_text(original + "\n# an edit\n")
+    try:
+        status = json.loads(sh("dvc", "status", "--json", cwd=repo))
+        assert "explain" in status and "train" not in status and "evaluate" not in status
+        assert any("pipeline/fast_deep.py" in json.dumps(entry) for entry in status["explain"])
+    finally:
+        fast_deep.write_text(original)
 
 
 def test_dvc_metrics_show_reports_accuracy(repo: Path) -> None:

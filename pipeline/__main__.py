@@ -1,0 +1,27 @@
+"""Run a stage: ``python -m pipeline <stage> [Hydra overrides]``, e.g. ``python -m pipeline train``.
+
+The same as ``python -m pipeline.<stage>``, except that a process-pool worker the stage starts
+(pipeline.parallel) does not re-import the stage module: Python's ``spawn`` re-imports the
+parent's ``__main__`` unless it is a package's ``__main__``, like this one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+STAGES = ("prepare", "train", "evaluate", "explain", "visualize", "report", "publish", "compare")
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in STAGES:
+        sys.stderr.write(f"usage: python -m pipeline {{{','.join(STAGES)}}} [key=value ...]\n")
+        sys.exit(2)
+    stage = sys.argv.pop(1)
+    from pipeline.cli import stage_main
+
+    stage_main(importlib.import_module(f"pipeline.{stage}").run)
+
+
+if __name__ == "__main__":
+    main()

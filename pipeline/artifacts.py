@@ -1,0 +1,30 @@
+"""What several stages read: the prepared splits and the trained network.
+
+A stage imports this module, never another stage (``prepare.load`` used to be imported by
+four stages, which made their DVC dependencies a lie). File names come from ``layout``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline import io, layout
+from pipeline.config import Config
+
+if TYPE_CHECKING:
+    from pipeline.model import MLP
+
+
+def load_data(cfg: Config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The prepare stage's arrays (X_train, y_train, ..., X_test_raw) and its summary."""
+    arrays = io.read_npz(layout.data_file(cfg), "prepare")
+    return arrays, io.read_json(layout.summary_file(cfg), "prepare")
+
+
+def load_model(cfg: Config) -> MLP:
+    """The trained network (eval mode), as the train stage saved it."""
+    from pipeline import model
+
+    return model.load(layout.model_file(cfg))

@@ -1,0 +1,425 @@
+"""The figure registry: every figure of the report, in report order.
+
+    from pipeline import figures
+    spec = figures.spec("confusion_matrix")      # title, caption, alt text, stage, section
+    fig = figures.draw_function(spec.id)(cm, labels)
+
+One table says which stage draws a figure (its PNG is ``<stage figure folder>/<id>.png``),
+with which function, where the report shows it and what its caption teaches. Stages draw
+what the table lists; the report embeds, section by section and in this order, the
+figures it finds. Importing this module imports no plotting code: the report stage does
+not draw, so ``draw`` is a ``"module:function"`` name resolved only when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+STAGES = ("evaluate", "explain", "visualize")
+# The report's sections, in page order: (id, title). Summary and configuration hold no figures.
+SECTIONS = (
+    ("summary", "Summary"),
+    ("network", "The network: structure and weights"),
+    ("training", "Training"),
+    ("evaluation", "Evaluation on the test set"),
+    ("explanation", "Explanation (SHAP)"),
+    ("activations", "Inside the network: activations"),
+    ("errors", "The worst mistakes"),
+    ("configuration", "Configuration"),
+)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    id: str
+    stage: str  # "evaluate" | "explain" | "visualize": whose figure folder holds <id>.png
+    section: str  # the report section it appears in (an id of SECTIONS)
+    title: str
+    caption: str  # teaches the reader how to read the figure
+    alt: str
+    draw: str  # "module:function" returning a matplotlib Figure; see draw_function
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    # network
+    FigureSpec(
+        id="architecture",
+        stage="visualize",
+        section="network",
+        title="Architecture",
+        caption=(
+            "The network drawn as the data flows through it, left to right. Each block is one layer: its "
+            "type, its sizes (inputs → outputs) and how many weights and biases it learns. A Linear layer "
+            "multiplies its input by a weight matrix and adds a bias; the activation after it bends the "
+            "result, which is what lets stacked layers learn more than one straight-line rule; Dropout "
+            "switches off a random share of units during training only; softmax turns the last layer's "
+            "scores into class probabilities. Taller blocks are wider layers."
+        ),
+        alt="Block diagram of the network's layers with their types, sizes and parameter counts.",
+        draw="pipeline.plots.network:architecture",
+    ),
+    FigureSpec(
+        id="activation_functions",
+        stage="visualize",
+        section="network",
+        title="Activation functions and their derivatives",
+        caption=(
+            "The solid line is the activation function each hidden unit applies to its input; the dashed "
+            "line is its slope (derivative), which scales the gradient that flows back through the unit "
+            "during training. Where the slope is 0 (ReLU left of 0, the flat ends of sigmoid and tanh) a "
+            "unit passes back no gradient and stops learning. The grey histogram behind shows where the "
+            "hidden units' inputs actually fall on the test data: mass in a flat region warns of dead or "
+            "saturated units."
+        ),
+        alt=(
+            "Line plot of each activation function and its derivative over a histogram of its test-set "
+            "inputs."
+        ),
+        draw="pipeline.plots.network:activation_functions",
+    ),
+    FigureSpec(
+        id="weight_distributions",
+        stage="visualize",
+        section="network",
+        title="Weight and bias distributions per layer",
+        caption=(
+            "Each violin shows how the learned weights (left) or biases (right) of one layer are spread: the"
+            " width at a height is how many parameters have that value, the middle bar is the median. "
+            "Weights centred on 0 with a modest spread are healthy; a few very large weights, or a spread "
+            "that differs wildly between layers, point to poor scaling or too little regularisation."
+        ),
+        alt="Violin plots of the weights and of the biases of each linear layer.",
+        draw="pipeline.plots.network:weight_distributions",
+    ),
+    FigureSpec(
+        id="first_layer_images",
+        stage="visualize",
+        section="network",
+        title="What each first-layer unit looks for",
+        caption=(
+            "Each small square is one hidden unit of the first layer (units numbered row by row: the label "
+            "on the left is the first unit of the row, +k along it): its incoming weight from every input "
+            "pixel, drawn at that pixel's place. Red pixels excite the unit when they are dark in the input,"
+            " blue pixels inhibit it; white means the pixel is ignored. Stroke-like red/blue patterns are "
+            "the features the network learned to detect; squares that still look like random noise belong to"
+            " units that learned little."
+        ),
+        alt="Grid of images, one per first-layer unit, of its incoming weights in the input image's shape.",
+        draw="pipeline.plots.network:unit_weight_images",
+    ),
+    FigureSpec(
+        id="first_layer_features",
+        stage="visualize",
+        section="network",
+        title="First-layer weights per input feature",
+        caption=(
+            "Each row is one hidden unit of the first layer and each column an input feature; the colour is "
+            "the weight from the feature to the unit (red positive, blue negative, white near 0). A column "
+            "that stays white is a feature the network hardly uses; strong, varied columns are the features "
+            "it builds on."
+        ),
+        alt="Heatmap of first-layer weights, units by input features.",
+        draw="pipeline.plots.network:unit_weight_heatmap",
+    ),
+    FigureSpec(
+        id="weight_history",
+        stage="visualize",
+        section="network",
+        title="How the weights moved during training",
+        caption=(
+            "For each linear layer, the spread of its weights after each epoch (epoch 0 is the random "
+            "initialisation): the dark band holds the middle half of the weights, the light band 90% of "
+            "them, the line is the median. Bands that widen show the layer learning; bands that stop "
+            "changing show it has settled; a band that keeps growing fast can signal instability. The dotted"
+            " line marks the epoch whose weights were kept."
+        ),
+        alt="Quantile bands of each layer's weights over the training epochs.",
+        draw="pipeline.plots.network:weight_history",
+    ),
+    # training
+    FigureSpec(
+        id="training_curves",
+        stage="evaluate",
+        section="training",
+        title="Training curves",
+        caption=(
+            "Loss (left) and accuracy (right) after each epoch, on the training data and on the validation "
+            "data the network never trains on. Both losses falling together means the network is learning; a"
+            " validation loss that rises while the training loss keeps falling means it has begun to "
+            "memorise (overfit). The dotted line marks the epoch whose weights were kept."
+        ),
+        alt="Line charts of training and validation loss and accuracy per epoch.",
+        draw="pipeline.plots.evaluation:training_curves",
+    ),
+    # evaluation
+    FigureSpec(
+        id="confusion_matrix",
+        stage="evaluate",
+        section="evaluation",
+        title="Confusion matrix",
+        caption=(
+            "Each row is a true class and each column the class the network predicted; the number in a cell "
+            "counts test samples. Counts on the diagonal are correct answers; any count off the diagonal is "
+            "a mistake, and large ones show which classes the network mixes up."
+        ),
+        alt="Heatmap of test-set counts of true class against predicted class.",
+        draw="pipeline.plots.evaluation:confusion_matrix",
+    ),
+    FigureSpec(
+        id="per_class",
+        stage="evaluate",
+        section="evaluation",
+        title="Precision, recall and F1 per class",
+        caption=(
+            "Precision: of the samples predicted as this class, the share that truly are. Recall: of the "
+            "samples of this class, the share found. F1 is their harmonic mean. A short bar singles out a "
+            "class the network finds hard."
+        ),
+        alt="Bar chart of precision, recall and F1 for each class.",
+        draw="pipeline.plots.evaluation:per_class_scores",
+    ),
+    FigureSpec(
+        id="reliability",
+        stage="evaluate",
+        section="evaluation",
+        title="Calibration (reliability diagram)",
+        caption=(
+            "Test samples are grouped by the network's confidence in its answer; each point compares that "
+            "confidence with how often the answer was right. Points on the diagonal mean the confidence can "
+            "be taken at face value; points below it mean over-confidence. ECE is the average gap."
+        ),
+        alt="Scatter of accuracy against mean confidence per confidence bin, with the diagonal.",
+        draw="pipeline.plots.evaluation:reliability_diagram",
+    ),
+    # explanation
+    FigureSpec(
+        id="class_importance",
+        stage="explain",
+        section="explanation",
+        title="What each class looks at (mean |SHAP| per pixel)",
+        caption=(
+            "For each class, the average size of each pixel's contribution to that class's score over the "
+            "explained test samples. Bright pixels are the ones the network relies on to recognise or rule "
+            "out the class; dark pixels barely matter."
+        ),
+        alt="Grid of heatmaps, one per class, of mean absolute SHAP value per input pixel.",
+        draw="pipeline.plots.attribution:class_importance_maps",
+    ),
+    FigureSpec(
+        id="examples_correct",
+        stage="explain",
+        section="explanation",
+        title="Correct predictions explained",
+        caption=(
+            "Top row: correctly classified test images with their true and predicted labels. Bottom row: the"
+            " SHAP map for the predicted class over the faint image; red pixels pushed the network towards "
+            "its answer, blue pixels against it. A sensible explanation lights up the strokes that make the "
+            "digit what it is (the loop of a 6, the bar of a 7) rather than empty background."
+        ),
+        alt="Correctly classified test images with their SHAP attribution maps for the predicted class.",
+        draw="pipeline.plots.attribution:example_maps",
+    ),
+    FigureSpec(
+        id="examples_wrong",
+        stage="explain",
+        section="explanation",
+        title="Mistakes explained",
+        caption=(
+            "The same view for test images the network got wrong. The map shows which pixels made it choose "
+            "the wrong class: red where the image looked like the predicted class to the network, blue where"
+            " it spoke against it. Comparing with the true label often shows the stroke that misled it."
+        ),
+        alt="Misclassified test images with their SHAP attribution maps for the (wrong) predicted class.",
+        draw="pipeline.plots.attribution:example_maps",
+    ),
+    FigureSpec(
+        id="beeswarm",
+        stage="explain",
+        section="explanation",
+        title="How each feature pushes each class (beeswarm)",
+        caption=(
+            "One panel per class. Each row is a feature (most important at the top) and each dot one "
+            "explained sample: the dot's horizontal position is that feature's SHAP value for the class "
+            "(right raises the class's score, left lowers it) and its colour the feature's value (red high, "
+            "blue low). Red dots on the right mean that high values of the feature argue for the class; a "
+            "wide spread means the feature matters a lot for some samples."
+        ),
+        alt=(
+            "Beeswarm plots of per-sample SHAP values per feature, coloured by feature value, one per class."
+        ),
+        draw="pipeline.plots.attribution:beeswarm",
+    ),
+    FigureSpec(
+        id="feature_importance",
+        stage="explain",
+        section="explanation",
+        title="Global feature importance",
+        caption=(
+            "Input features ranked by their mean absolute SHAP value over the explained samples, summed over"
+            " the classes: the features whose values move the network's outputs the most. Each bar is split "
+            "by class, so a bar dominated by one colour belongs to a feature that matters mainly for that "
+            "class."
+        ),
+        alt="Horizontal bar chart of the most important input features, stacked by class.",
+        draw="pipeline.plots.attribution:feature_importance_bars",
+    ),
+    FigureSpec(
+        id="waterfall",
+        stage="explain",
+        section="explanation",
+        title="Individual predictions explained (waterfall)",
+        caption=(
+            "Each panel explains one test sample (mistakes first). It starts at the base value, the "
+            "network's average score for the predicted class over the background data (dashed line), and "
+            "adds the features' contributions one by one, largest first: red bars push the score up, blue "
+            "bars down, and the remaining features are lumped into one bar. The bars end at the network's "
+            "actual score for this sample (solid line). The labels give each feature's value."
+        ),
+        alt="Waterfall charts of the largest feature contributions for selected test samples.",
+        draw="pipeline.plots.attribution:waterfalls",
+    ),
+    FigureSpec(
+        id="faithfulness",
+        stage="explain",
+        section="explanation",
+        title="Faithfulness: does removing the important features hurt?",
+        caption=(
+            "Accuracy on the explained samples as more and more of each sample's features are replaced by "
+            "their average (the background mean), either in the order the explanation ranks them (largest "
+            "|SHAP| for the predicted class first, red) or in random order (grey, mean of several orders "
+            "with a band of one standard deviation). If the explanation is faithful, removing its top "
+            "features destroys the prediction much faster than removing random ones, so the red curve falls "
+            "well below the grey one; the shaded area between them is the faithfulness area (0: no better "
+            "than chance)."
+        ),
+        alt="Accuracy against fraction of features removed, in attribution order and in random order.",
+        draw="pipeline.plots.attribution:faithfulness_curves",
+    ),
+    FigureSpec(
+        id="ig_agreement",
+        stage="explain",
+        section="explanation",
+        title="Agreement with a second method (Integrated Gradients)",
+        caption=(
+            "For each explained sample, the Spearman rank correlation between the SHAP attributions and "
+            "those of Integrated Gradients (a different method, computed with Captum from the same baseline)"
+            " for the predicted class: 1 means both methods rank the features identically, 0 unrelated, -1 "
+            "reversed. Mass near 1 means the explanation does not depend much on the method chosen; a wide "
+            "spread means that for some samples the two methods tell different stories."
+        ),
+        alt="Histogram of per-sample rank correlations between SHAP and Integrated Gradients attributions.",
+        draw="pipeline.plots.attribution:rank_agreement_hist",
+    ),
+    # activations
+    FigureSpec(
+        id="activation_distributions",
+        stage="visualize",
+        section="activations",
+        title="Activations on the test set",
+        caption=(
+            "Top: every output value of each hidden layer over all test samples (log-scaled counts). Bottom:"
+            " one count per unit: for ReLU, the share of test samples on which the unit is active (output > "
+            "0); a unit at 0 never fires and is dead. For sigmoid/tanh, the share of samples on which the "
+            "unit sits at the flat end of its curve; units right of the dashed line are saturated. Dead and "
+            "saturated units waste capacity: they pass no gradient and carry no information about the input."
+        ),
+        alt=(
+            "Histograms of hidden-layer activations and of each unit's share of active or saturated samples."
+        ),
+        draw="pipeline.plots.activations:activation_distributions",
+    ),
+    FigureSpec(
+        id="class_activations",
+        stage="visualize",
+        section="activations",
+        title="Mean activation of each hidden unit per class",
+        caption=(
+            "Each column is one hidden unit and each row a true class; the colour is the unit's average "
+            "output on the test samples of that class. Units are grouped by the class they respond to most, "
+            "so a staircase of bright blocks means units have specialised in classes; a column bright for "
+            "several classes is a unit shared between them (often classes the network confuses), and a dark "
+            "column a unit that is silent for every class."
+        ),
+        alt="Heatmap of mean hidden-unit activation per class, units grouped by preferred class.",
+        draw="pipeline.plots.activations:class_activation_heatmap",
+    ),
+    FigureSpec(
+        id="projections",
+        stage="visualize",
+        section="activations",
+        title="The data seen by the network: 2-D projections",
+        caption=(
+            "Each dot is a test sample, coloured by its true class, squeezed into two dimensions: by PCA "
+            "(top, the two directions of largest variance, distances roughly kept) and by t-SNE (bottom, "
+            "keeps neighbours close, distances between clusters mean little). Left: the inputs; right: the "
+            "last hidden layer. If the classes form cleaner, more separate clusters on the right, the "
+            "network has rearranged the data so the last layer can split them with straight lines. The "
+            "silhouette score (from -1 to 1, higher is better separated) puts a number on it."
+        ),
+        alt=(
+            "Scatter plots of PCA and t-SNE projections of the inputs and of the last hidden layer, by class."
+        ),
+        draw="pipeline.plots.activations:projections",
+    ),
+    # errors
+    FigureSpec(
+        id="error_gallery",
+        stage="visualize",
+        section="errors",
+        title="The worst mistakes",
+        caption=(
+            "The test samples the network got wrong, worst first: those to which it gave the lowest "
+            "probability for the true class. Each shows the true and the predicted class with their "
+            "probabilities and a bar per class (green: true class, red: predicted). Confident mistakes (a "
+            "tall red bar) on samples a person finds easy point to a gap in what the network learned; "
+            "mistakes on ambiguous or mislabelled samples are forgivable. For tabular data the table lists "
+            "the sample's most unusual feature values (z-score: how many standard deviations from the "
+            "training mean)."
+        ),
+        alt="Gallery of misclassified test samples with true and predicted labels and class probabilities.",
+        draw="pipeline.plots.activations:error_gallery",
+    ),
+)
+
+_BY_ID = {figure.id: figure for figure in FIGURES}
+
+
+def spec(figure_id: str) -> FigureSpec:
+    """The registry entry of ``figure_id``; an unknown id raises a ValueError naming the known ones."""
+    try:
+        return _BY_ID[figure_id]
+    except KeyError:
+        raise ValueError(
+            f"Unknown figure id {figure_id!r}; the registry (pipeline/figures.py) has: {', '.join(_BY_ID)}"
+        ) from None
+
+
+def draw_function(figure_id: str) -> Callable[..., Figure]:
+    """The function that draws ``figure_id``, imported now (this is where matplotlib gets loaded)."""
+    module, _, name = spec(figure_id).draw.partition(":")
+    function: Callable[..., Figure] = getattr(importlib.import_module(module), name)
+    return function
+
+
+def in_section(section: str) -> list[FigureSpec]:
+    """The figures of one report section, in report order; an unknown section raises a ValueError."""
+    known = [sid for sid, _ in SECTIONS]
+    if section not in known:
+        raise ValueError(f"Unknown report section {section!r}; the sections are: {', '.join(known)}")
+    return [figure for figure in FIGURES if figure.section == section]
+
+
+def of_stage(stage: str) -> list[FigureSpec]:
+    """The figures one stage draws, in report order."""
+    if stage not in STAGES:
+        raise ValueError(f"Unknown stage {stage!r}; figures are drawn by: {', '.join(STAGES)}")
+    return [figure for figure in FIGURES if figure.stage == stage]
+
+
+__all__ = ["FIGURES", "SECTIONS", "STAGES", "FigureSpec", "draw_function", "in_section", "of_stage", "spec"]

@@ -1,0 +1,38 @@
+"""A second process for a stage, from the standard library: a one-worker ``ProcessPoolExecutor``.
+
+On the 2-core machines glassnet is measured on, a stage is single-threaded Python for most of
+its wall time (imports, drawing), so independent work (t-SNE, MLflow calls, figures of finished
+results) is submitted to one worker process and collected with ``Future.result()``, which
+re-raises the worker's exception with its traceback. The pool executes its tasks in order.
+
+The worker is ``spawn``-ed, never forked from a process whose torch or OpenBLAS threads are
+running. Spawning re-imports the parent's ``__main__`` module unless it is a package's
+``__main__``: stages therefore run as ``python -m pipeline <stage>`` (see pipeline/__main__.py),
+so the worker imports only the modules of the functions it is given.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+
+def _start(modules: Sequence[str], niceness: int) -> None:
+    """Worker initializer: lower its priority, import what its tasks will need."""
+    if niceness and hasattr(os, "nice"):
+        os.nice(niceness)
+    for name in modules:
+        importlib.import_module(name)
+
+
+def process_pool(warm: Sequence[str] = (), *, niceness: int = 0) -> ProcessPoolExecutor:
+    """One spawned worker, started now, that imports ``warm`` while the stage goes on with its own
+    work. ``niceness`` > 0 lets the stage's own work come first on a busy machine."""
+    pool = ProcessPoolExecutor(
+        max_workers=1, mp_context=get_context("spawn"), initializer=_start, initargs=(tuple(warm), niceness)
+    )
+    pool.submit(os.getpid)  # the worker process starts at the first submit
+    return pool

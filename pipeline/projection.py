@@ -1,0 +1,75 @@
+"""2-D projections (PCA, t-SNE) of a layer's view of the data, and how well they separate the classes.
+
+A module of its own, with no torch: the visualize stage runs these in its pool's worker process
+(pipeline.parallel), which imports only this module and scikit-learn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipeline import stats
+
+
+def project(X: np.ndarray, method: str, *, seed: int, perplexity: float, pca_dims: int) -> np.ndarray:
+    """2-D projection of the rows of ``X`` by PCA or t-SNE (PCA-reduced to ``pca_dims`` first)."""
+    from threadpoolctl import threadpool_limits
+
+    # torch, sklearn and scipy each bring their own OpenMP/OpenBLAS thread pools; once torch
+    # has run, their threads contend on these 2-core machines: PCA of 360x64 took 1.5 s and
+    # t-SNE of 360 digits 6-9 s, against 0.015 s and 1.2 s with one thread.
+    with threadpool_limits(limits=1):
+        return _project(np.asarray(X, dtype=np.float64), method, seed, perplexity, pca_dims)
+
+
+def project_all(
+    jobs: dict[tuple[str, str], np.ndarray], *, seed: int, perplexity: float, pca_dims: int
+) -> dict[tuple[str, str], np.ndarray]:
+    """``project`` for each (method, name) -> rows, under one thread-pool limit.
+
+    One at a time on purpose: running the two t-SNE projections in two threads saved 0.3 s but
+    made OpenBLAS (pthreads build, as in the numpy/scipy wheels) print "Detect OpenMP Loop and
+    this application may hang".
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return {
+            key: _project(np.asarray(X, dtype=np.float64), key[0], seed, perplexity, pca_dims)
+            for key, X in jobs.items()
+        }
+
+
+def _project(X: np.ndarray, method: str, seed: int, perplexity: float, pca_dims: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    if method == "pca":
+        return np.asarray(PCA(n_components=2, random_state=seed).fit_transform(X))
+    from sklearn.manifold import TSNE
+
+    if X.shape[1] > pca_dims:
+        X = PCA(n_components=min(pca_dims, len(X)), random_state=seed).fit_transform(X)
+    # sklearn requires perplexity < rows; (rows - 1) / 3 keeps three neighbourhoods' worth of points.
+    perplexity = min(perplexity, max(1.0, (len(X) - 1) / 3))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500)
+    return np.asarray(tsne.fit_transform(X))
+
+
+def panels(
+    jobs: dict[tuple[str, str], np.ndarray],
+    labels: np.ndarray,
+    *,
+    seed: int,
+    perplexity: float,
+    pca_dims: int,
+) -> dict[str, Any]:
+    """The 2-D projections of ``jobs`` ((method, source) -> rows) and how well they separate ``labels``
+    (silhouette per projection)."""
+    projections = project_all(jobs, seed=seed, perplexity=perplexity, pca_dims=pca_dims)
+    separation = {
+        f"silhouette_{source}_{method}": stats.silhouette(points, labels)
+        for (method, source), points in projections.items()
+    }
+    return {"projections": projections, "separation": separation}

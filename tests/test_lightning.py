@@ -1,0 +1,412 @@
+"""Lightning used through its public extension points, with every Trainer feature open.
+
+Fast tests check the config side (open trainer and scheduler sections checked against their
+targets' signatures, callbacks from config), the checkpoint plugin and that pipeline/ touches
+no private Lightning name. The slow ones train through the real CLI and check that
+``+trainer.gradient_clip_val``, ``+trainer.accumulate_grad_batches``, ``trainer.precision=bf16-mixed``,
+``scheduler=cosine`` and a LearningRateMonitor from ``train.callbacks`` each took effect, and
+that a default run prints none of the Lightning warnings it used to.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from pipeline import io
+from pipeline.config import check_open, to_config
+from pipeline.errors import ConfigError
+from tests.conftest import CONF, ROOT, compose_conf, isolated_overrides
+
+LIGHTNING_ROOTS = ("pytorch_lightning", "lightning_fabric", "lightning")
+# The warnings a default run used to print (issue 12), as they begin.
+QUIETED = (
+    "`isinstance(treespec, LeafSpec)` is deprecated",
+    "IterableDataset",
+    "is smaller than the logging interval",
+    "exists and is not empty",
+)
+
+
+# ------------------------------------------------------------------ no private Lightning names
+
+
+def _lightning_private_names() -> set[str]:
+    """Every ``_name`` Lightning's own source defines (functions, methods, attributes it assigns)."""
+    import importlib.util
+
+    names: set[str] = set()
+    for package in ("pytorch_lightning", "lightning_fabric"):
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.origin is not None
+        for path in Path(spec.origin).parent.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    names.add(node.name)
+                elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                    names.add(node.attr)
+    return {n for n in names if n.startswith("_") and not (n.startswith("__") and n.endswith("__"))}
+
+
+def _pipeline_sources() -> dict[Path, ast.Module]:
+    return {p: ast.parse(p.read_text(encoding="utf-8")) for p in sorted((ROOT / "pipeline").rglob("*.py"))}
+
+
+def test_pipeline_uses_no_private_lightning_name() -> None:
+    private = _lightning_private_names()
+    assert {"_current_fx_name", "_save_checkpoint", "_on_before_step"} <= private  # the old ones
+    found = []
+    for path, tree in _pipeline_sources().items():
+        where = path.relative_to(ROOT)
+        text = path.read_text(encoding="utf-8")
+        for needle in ("._on_", "_save_checkpoint", "_current_fx_name"):
+            if needle in text:
+                found.append(f"{where}: {needle!r}")
+        for node in ast.walk(tree):
+            # A private module or name imported from Lightning.
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.split(".")[0] in LIGHTNING_ROOTS
+            ):
+                parts = node.module.split(".") + [alias.name for alias in node.names]
+                found += [f"{where}:{node.lineno}: imports {p}" for p in parts if p.startswith("_")]
+            # An attribute Lightning defines as private, read, called or assigned.
+            if isinstance(node, ast.Attribute) and node.attr in private:
+                found.append(f"{where}:{node.lineno}: .{node.attr}")
+            # A method named like one of Lightning's private ones: an override of its internals.
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name in private:
+                        found.append(f"{where}:{item.lineno}: defines {node.name}.{item.name}")
+    assert not found, "\n".join(found)
+
+
+# ------------------------------------------------------------------ open trainer config
+
+
+def test_any_trainer_argument_is_accepted_and_typed_fields_stay_typed() -> None:
+    cfg = to_config(
+        compose_conf(
+            [
+                "+trainer.gradient_clip_val=1.0",
+                "+trainer.accumulate_grad_batches=2",
+                "+trainer.log_every_n_steps=5",
+                "+trainer.limit_train_batches=0.5",
+                "trainer.max_epochs=7",
+            ]
+        )
+    )
+    check_open(cfg)
+    given: Any = cfg.trainer  # open: the added keys are not the schema's attributes
+    assert given.gradient_clip_val == 1.0 and given.accumulate_grad_batches == 2
+    assert cfg.trainer.max_epochs == 7 and isinstance(cfg.trainer.max_epochs, int)
+    with pytest.raises(Exception, match=r"trainer\.max_epochs"):
+        to_config(compose_conf(["trainer.max_epochs=many"]))
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("+trainer.gradient_clip_vale=0.5", r"'trainer\.gradient_clip_vale'.*'trainer\.gradient_clip_val'"),
+        ("+trainer.acumulate_grad_batches=2", r"'trainer\.acumulate_grad_batches'.*accumulate_grad_batches"),
+        ("+trainer.zzz=1", r"'trainer\.zzz' is not an argument of pytorch_lightning\.Trainer"),
+        ("+trainer.callbacks=[]", r"'trainer\.callbacks' is set by the train stage.*train\.callbacks"),
+        ("+trainer.logger=false", r"'trainer\.logger' is set by the train stage.*tracking"),
+        ("+trainer.plugins=[]", r"'trainer\.plugins' is set by the train stage"),
+        ("+trainer.enable_model_summary=true", r"'trainer\.enable_model_summary' is set by the train stage"),
+    ],
+)
+def test_a_bad_trainer_key_is_named_with_the_closest_valid_one(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        check_open(to_config(compose_conf([override])))
+
+
+class WiderTrainer(pl.Trainer):
+    """A Trainer subclass with one argument more (and no **kwargs)."""
+
+    def __init__(self, extra: int = 0, max_epochs: int | None = None) -> None:
+        super().__init__(max_epochs=max_epochs)
+        self.extra = extra
+
+
+def test_trainer_keys_are_checked_against_the_target_not_a_fixed_list() -> None:
+    # The subclass takes `extra` but not the stock Trainer's `accelerator`; the Trainer the reverse.
+    target = "trainer._target_=tests.test_lightning.WiderTrainer"
+    with pytest.raises(
+        ConfigError, match=r"'trainer\.accelerator' is not an argument of tests\.test_lightning"
+    ):
+        check_open(to_config(compose_conf([target, "+trainer.extra=3"])))
+    with pytest.raises(ConfigError, match=r"trainer\.extra"):
+        check_open(to_config(compose_conf(["+trainer.extra=3"])))
+
+
+# ------------------------------------------------------------------ schedulers
+
+
+@pytest.mark.parametrize(
+    ("option", "cls", "monitor"),
+    [
+        ("none", None, None),
+        ("cosine", "CosineAnnealingLR", None),
+        ("step", "StepLR", None),
+        ("plateau", "ReduceLROnPlateau", "val_loss"),
+    ],
+)
+def test_every_scheduler_option_builds_in_lightnings_format(
+    option: str, cls: str | None, monitor: str | None
+) -> None:
+    from pipeline.train import optimizer_factory
+
+    assert (CONF / "scheduler" / f"{option}.yaml").exists()
+    cfg = to_config(compose_conf([f"scheduler={option}", "trainer.max_epochs=9"]))
+    check_open(cfg)
+    made = optimizer_factory(cfg)(torch.nn.Linear(2, 2).parameters())
+    if cls is None:
+        assert isinstance(made, torch.optim.Adam)
+        return
+    assert isinstance(made["optimizer"], torch.optim.Adam)
+    schedule = made["lr_scheduler"]
+    assert type(schedule["scheduler"]).__name__ == cls
+    assert schedule["interval"] == "epoch" and schedule.get("monitor") == monitor
+    if option == "cosine":  # T_max follows trainer.max_epochs by interpolation
+        assert schedule["scheduler"].T_max == 9
+
+
+def test_the_default_config_has_no_scheduler() -> None:
+    assert to_config(compose_conf()).scheduler._target_ is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["scheduler=cosine", "+scheduler.eta_mn=0.1"], r"'scheduler\.eta_mn'.*'scheduler\.eta_min'"),
+        (["scheduler=step", "+scheduler.optimizer=1"], r"'scheduler\.optimizer' is set by the train stage"),
+        (["+scheduler.T_max=3"], r"'scheduler\.T_max'.*_target_ is null.*scheduler=cosine"),
+        (["scheduler=step", "scheduler._target_=torch.optim.nope.StepLR"], r"'scheduler\._target_'"),
+    ],
+)
+def test_a_bad_scheduler_key_is_named(overrides: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        check_open(to_config(compose_conf(overrides)))
+
+
+# ------------------------------------------------------------------ callbacks from config
+
+
+def test_callbacks_from_config_are_appended_to_the_stages_own(tmp_path: Path) -> None:
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from pipeline.train import build_trainer
+
+    cfg = to_config(
+        compose_conf(
+            [
+                "trainer.accelerator=cpu",
+                "+train.callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor",
+                "+train.callbacks.lr.logging_interval=epoch",
+            ]
+        )
+    )
+    trainer, roles = build_trainer(cfg, False, tmp_path)
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set in Trainer.__init__, untyped
+    monitors = [c for c in callbacks if isinstance(c, LearningRateMonitor)]
+    assert len(monitors) == 1 and monitors[0].logging_interval == "epoch"
+    assert roles["history"] in callbacks and roles["checkpoint"] in callbacks
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "+train.callbacks.lr._target_=pytorch_lightning.callbacks.Nope",
+            r"'train\.callbacks\.lr\._target_'",
+        ),
+        (
+            "+train.callbacks.lr._target_=collections.OrderedDict",
+            r"'train\.callbacks\.lr\._target_'.*not a Lightning",
+        ),
+        (
+            "+train.callbacks.lr.logging_interval=epoch",
+            r"'train\.callbacks\.lr' must be a callback with a _target_",
+        ),
+    ],
+)
+def test_a_bad_callback_names_its_key(override: str, expected: str, tmp_path: Path) -> None:
+    from pipeline.train import build_trainer
+
+    with pytest.raises(ConfigError, match=expected):
+        build_trainer(to_config(compose_conf(["trainer.accelerator=cpu", override])), False, tmp_path)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def test_checkpoints_are_written_atomically_and_a_stop_signal_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.lit import AtomicCheckpointIO
+
+    plugin, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    plugin.save_checkpoint({"epoch": 1}, path)
+    real_save = torch.save
+
+    def failing(obj: object, f: object) -> None:
+        Path(str(f)).write_bytes(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", failing)
+    with pytest.raises(OSError, match="last.ckpt"):
+        plugin.save_checkpoint({"epoch": 2}, path)
+    assert plugin.load_checkpoint(path)["epoch"] == 1  # the previous checkpoint, intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+
+    def signalled(obj: object, f: Any) -> None:
+        io.on_stop_signal(15, None)  # SIGTERM arrives mid-write ...
+        real_save(obj, f)
+
+    monkeypatch.setattr(torch, "save", signalled)
+    with pytest.raises(KeyboardInterrupt):  # ... and stops the stage once the file is complete
+        plugin.save_checkpoint({"epoch": 3}, path)
+    assert plugin.load_checkpoint(path)["epoch"] == 3
+
+
+def test_the_trainer_writes_through_the_atomic_plugin(tmp_path: Path) -> None:
+    from pipeline.lit import AtomicCheckpointIO
+    from pipeline.train import build_trainer
+
+    trainer, _ = build_trainer(to_config(compose_conf(["trainer.accelerator=cpu"])), False, tmp_path)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_fit_raises_none_of_the_quieted_warnings(tmp_path: Path) -> None:
+    from pytorch_lightning.loggers import CSVLogger
+
+    from pipeline import model
+    from pipeline.train import build_trainer, fit
+
+    rng = np.random.default_rng(0)
+    arrays: dict[str, np.ndarray] = {
+        "X_train": rng.normal(size=(150, 8)).astype(np.float32),
+        "y_train": rng.integers(0, 3, 150),
+        "X_val": rng.normal(size=(40, 8)).astype(np.float32),
+        "y_val": rng.integers(0, 3, 40),
+    }
+    partial = tmp_path / "checkpoints.partial"
+    partial.mkdir()
+    (partial / "run_id").write_text("abc")  # as the stage writes it before the fit
+    cfg = to_config(
+        compose_conf(["trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"])
+    )
+    trainer, _ = build_trainer(cfg, CSVLogger(tmp_path), partial, train_rows=150)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model.MLP(8, 3, [16], "relu", 0.0), lambda p: torch.optim.Adam(p), arrays, trainer, 64, 0)
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if any(q in m for q in QUIETED)], messages
+
+
+# ------------------------------------------------------------------ through the real CLI
+
+
+def _cli(folder: Path, stage: str, *overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", f"pipeline.{stage}", *isolated_overrides(folder), *overrides],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the digits prepared (paths and the MLflow store inside it)."""
+    folder = tmp_path_factory.mktemp("lightning")
+    _ok(_cli(folder, "prepare"))
+    return folder
+
+
+QUICK = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.enable_progress_bar=false"]
+
+
+@pytest.mark.slow
+def test_lightning_features_take_effect_through_the_cli(project: Path) -> None:
+    from mlflow import MlflowClient
+
+    probe = project / "probe.json"
+    out = _ok(
+        _cli(
+            project,
+            "train",
+            *QUICK,
+            "trainer.max_epochs=3",
+            "+trainer.gradient_clip_val=0.5",
+            "+trainer.accumulate_grad_batches=2",
+            "trainer.precision=bf16-mixed",
+            "scheduler=cosine",
+            "+train.callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor",
+            "+train.callbacks.probe._target_=tests.probes.TrainingProbe",
+            f"+train.callbacks.probe.path={probe}",
+        )
+    )
+    seen = json.loads(probe.read_text())
+    rows = len(io.read_npz(project / "artifacts/prepare/data.npz", "prepare")["y_train"])
+    per_epoch = math.ceil(rows / 64)  # train.batch_size
+    assert seen["batches"] == 3 * per_epoch
+    # Accumulating 2 batches: half as many optimizer steps (an odd epoch's last batch steps alone).
+    assert seen["steps"] == seen["global_step"] == 3 * math.ceil(per_epoch / 2)
+    # Clipping: the norms were above 0.5 before, and the optimizer applied at most 0.5.
+    assert max(seen["norms_before"]) > 0.5
+    assert max(seen["norms_applied"]) <= 0.5 + 1e-4
+    # bf16 mixed precision on CPU: the layers ran under autocast.
+    assert seen["dtypes"] == ["torch.bfloat16"]
+    # The cosine schedule, as LearningRateMonitor logged it to the run: falling every epoch.
+    run = json.loads((project / "artifacts/train/run.json").read_text())
+    client = MlflowClient(run["tracking_uri"])
+    keys = [k for k in client.get_run(run["run_id"]).data.metrics if k.startswith("lr-")]
+    assert keys == ["lr-Adam"], keys
+    history = sorted(client.get_metric_history(run["run_id"], "lr-Adam"), key=lambda m: m.step)
+    rates = [m.value for m in history]
+    assert len(rates) == 3 and rates[0] == pytest.approx(1e-3)
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:], strict=False)), rates
+    assert not [q for q in QUIETED if q in out]
+
+
+@pytest.mark.slow
+def test_a_default_training_run_prints_no_lightning_warning(project: Path) -> None:
+    out = _ok(_cli(project, "train", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"))
+    assert not [q for q in QUIETED if q in out], out[-3000:]
+    assert not re.search(r"\bwarn", out, re.I), out[-3000:]
+
+
+@pytest.mark.slow
+def test_a_misspelt_trainer_key_stops_the_stage_naming_the_closest(project: Path) -> None:
+    before = sorted(p.name for p in (project / "artifacts").rglob("*"))
+    done = _cli(project, "train", *QUICK, "+trainer.gradient_clip_vale=0.5")
+    text = done.stdout + done.stderr
+    assert done.returncode == 2, text[-3000:]
+    assert "trainer.gradient_clip_vale" in text and "trainer.gradient_clip_val'" in text
+    assert "Traceback" not in text
+    assert sorted(p.name for p in (project / "artifacts").rglob("*")) == before
