@@ -279,7 +279,11 @@ def network_record(
 def run(cfg: Config) -> dict[str, float]:
     started = time.perf_counter()
     vcfg = cfg.visualize
-    settings = {"seed": cfg.seed, "perplexity": vcfg.tsne_perplexity, "pca_dims": vcfg.pca_before_tsne}
+    settings: dict[str, Any] = {
+        "seed": cfg.seed,
+        "perplexity": vcfg.tsne_perplexity,
+        "pca_dims": vcfg.pca_before_tsne,
+    }
     arrays, summary = artifacts.load_data(cfg)
     pick, inputs = projection_sample(arrays, summary, cfg)
     labels = arrays["y_test"][pick]

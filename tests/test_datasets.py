@@ -350,8 +350,8 @@ def test_official_test_split_is_kept(tmp_path: Path) -> None:
 
 def test_batch_size_above_train_split() -> None:
     with pytest.raises(ConfigError, match=r"train split has 30 rows.*train\.batch_size=64"):
-        prepare.check_batch_size(30, 64)
-    prepare.check_batch_size(64, 64)
+        datasets.check_batch_size(30, 64)
+    datasets.check_batch_size(64, 64)
 
 
 # ------------------------------------------------------------------ each dataset, end to end

@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import explain, figures, io, layout, model, report, tracking
+from pipeline import explain, figures, io, layout, model, report
 from pipeline.errors import ConfigError
 from pipeline.plots import attribution as figs
+from pipeline.tracking import runs, store
 
 # --- statistics on hand-made cases -------------------------------------------------------------
 
@@ -331,7 +332,7 @@ def test_run_records_additivity_and_trust(small_run) -> None:  # type: ignore[no
     # The same numbers reached MLflow, prefixed, and the figures are the run's artifacts.
     from mlflow import MlflowClient
 
-    run = tracking.load_run(layout.run_file(cfg))
+    run = runs.load_run(layout.run_file(cfg))
     client = MlflowClient(run.tracking_uri)
     logged = client.get_run(run.run_id).data.metrics
     assert logged["shap_faithfulness_area"] == pytest.approx(metrics["faithfulness_area"])
@@ -406,9 +407,9 @@ def _tabular_run(make_cfg, explainer: str, *options: str):  # type: ignore[no-un
         opt.step()
     model.save(net.eval(), layout.model_file(cfg))
     uri = str(cfg.tracking.uri)
-    experiment = tracking.ensure_experiment(uri, "glassnet")
-    run_id = tracking.client(uri).create_run(experiment).info.run_id
-    io.write_json(layout.run_file(cfg), tracking.RunInfo(uri, "glassnet", experiment, run_id, "").to_dict())
+    experiment = store.ensure_experiment(uri, "glassnet")
+    run_id = store.client(uri).create_run(experiment).info.run_id
+    io.write_json(layout.run_file(cfg), runs.RunInfo(uri, "glassnet", experiment, run_id, "").to_dict())
     return cfg
 
 

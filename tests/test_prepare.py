@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import prepare
+from pipeline import artifacts, prepare
 from pipeline.datasets import Dataset, load_digits
 from pipeline.errors import DataError
 
@@ -71,6 +71,6 @@ def test_too_few_rows_per_class_is_a_clear_error() -> None:
 def test_run_writes_outputs(make_cfg) -> None:  # type: ignore[no-untyped-def]
     cfg = make_cfg()
     summary = prepare.run(cfg)
-    arrays, loaded = prepare.load(cfg)
+    arrays, loaded = artifacts.load_data(cfg)
     assert loaded == summary
     assert len(arrays["y_test"]) == summary["sizes"]["test"]

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import io, layout, publish, tracking
+from pipeline import io, layout, publish
 from pipeline.config import Config
 from pipeline.errors import MissingInputError
+from pipeline.tracking import records, runs
 
 
 def _record(run_id: str, stage: str, metrics: dict[str, float], artifacts: list[str]) -> dict[str, Any]:
@@ -35,8 +36,8 @@ def test_collect_merges_records_of_this_run_and_skips_stale_ones(caplog: pytest.
 
 
 def test_record_drops_non_finite_metrics(tmp_path: Path) -> None:
-    run = tracking.RunInfo("sqlite:///x.db", "e", "1", "r1", "")
-    tracking.record(tmp_path / "mlflow.json", run, {"a": 1.0, "b": float("nan")}, [tmp_path / "f.png"], "x")
+    run = runs.RunInfo("sqlite:///x.db", "e", "1", "r1", "")
+    records.write(tmp_path / "mlflow.json", run, {"a": 1.0, "b": float("nan")}, [tmp_path / "f.png"], "x")
     saved = json.loads((tmp_path / "mlflow.json").read_text())
     assert saved["metrics"] == {"a": 1.0}
     assert saved["run_id"] == "r1" and saved["artifact_path"] == "x"
@@ -47,7 +48,7 @@ def test_small_run_reached_mlflow_through_publish(small_run: tuple[Config, dict[
     cfg, results = small_run
     summary = json.loads(Path(cfg.paths.published).read_text())
     assert summary == results["publish"]
-    run = tracking.load_run(layout.run_file(cfg))
+    run = runs.load_run(layout.run_file(cfg))
     logged = MlflowClient(run.tracking_uri).get_run(run.run_id).data.metrics
     assert set(summary["metrics"]) <= set(logged)
     assert {m.split("_")[0] for m in summary["metrics"]} == {"test", "shap", "viz"}
@@ -55,12 +56,12 @@ def test_small_run_reached_mlflow_through_publish(small_run: tuple[Config, dict[
     assert logged["test_accuracy"] == pytest.approx(results["evaluate"]["metrics"]["accuracy"])
 
 
-def _fresh_run(folder: Path, cfg: Config) -> tracking.RunInfo:
+def _fresh_run(folder: Path, cfg: Config) -> runs.RunInfo:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment = client.create_experiment("publish-test", artifact_location=(folder / "mlruns").as_uri())
     run_id = client.create_run(experiment).info.run_id
-    info = tracking.RunInfo(uri, "publish-test", experiment, run_id, "")
+    info = runs.RunInfo(uri, "publish-test", experiment, run_id, "")
     io.write_json(layout.run_file(cfg), info.to_dict())
     return info
 
@@ -72,9 +73,9 @@ def test_a_missing_file_is_named_and_nothing_is_published(make_cfg: Any, tmp_pat
     figure.parent.mkdir(parents=True)
     figure.write_bytes(b"png")
     evaluate_record = layout.mlflow_record(cfg.paths.evaluate)
-    tracking.record(evaluate_record, run, {"test_accuracy": 0.5}, [figure], "evaluate")
+    records.write(evaluate_record, run, {"test_accuracy": 0.5}, [figure], "evaluate")
     gone = tmp_path / "artifacts/explain/figures/maps.png"
-    tracking.record(layout.mlflow_record(cfg.paths.explain), run, {"shap_x": 1.0}, [gone], "explain")
+    records.write(layout.mlflow_record(cfg.paths.explain), run, {"shap_x": 1.0}, [gone], "explain")
     with pytest.raises(MissingInputError, match=r"maps\.png.*dvc repro"):
         publish.run(cfg)
     assert not Path(cfg.paths.published).exists()
