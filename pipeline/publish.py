@@ -58,7 +58,6 @@ def stage_params(cfg: Config) -> dict[str, Any]:
         "evaluate": cfg.evaluate,
         "explain": cfg.explain,
         "visualize": cfg.visualize,
-        "report": cfg.report,
     }
     return runs.flatten(
         {

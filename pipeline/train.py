@@ -283,7 +283,7 @@ def run(cfg: Config) -> dict[str, Any]:
         started = pool.submit(
             runs.start, uri, experiment, name, {**tags, **source}, params, resume=resumed_run, stale=stale
         )
-        pool.submit(models.warm_up, cfg.tracking.model_format.value)  # what _finish's model logging needs
+        pool.submit(models.warm_up)  # what _finish's model logging needs, while this process trains
         try:
             from pipeline.tracking.logger import PoolLogger  # imports Lightning, meanwhile
 

@@ -1,7 +1,7 @@
 """A stage imports only what it uses: prepare and report never load Lightning or SHAP (3 s and
 1.5 s of every run), only publish loads MLflow in the stage process (~2 s with its store; train
-leaves it to its helper process), and no stage loads seaborn. Each stage runs in a fresh interpreter and the
-modules it loaded are listed."""
+leaves it to its process-pool worker), and no stage loads seaborn. Each stage runs in a fresh
+interpreter and the modules it loaded are listed."""
 
 from __future__ import annotations
 
@@ -64,9 +64,9 @@ def test_stage_imports_only_what_it_uses(stage: str, small_run: tuple[Config, di
     assert not loaded & set(NEVER[stage]), sorted(loaded & set(NEVER[stage]))
 
 
-def test_train_leaves_mlflow_to_its_helper_process(tmp_path: Path) -> None:
+def test_train_leaves_mlflow_to_its_pool_worker(tmp_path: Path) -> None:
     loaded_by("prepare", tmp_path)
     loaded = loaded_by("train", tmp_path)
     assert "pytorch_lightning" in loaded  # the stage itself trains...
-    assert "mlflow" not in loaded  # ...and its helper process logs the run (tracking.TrackingWorker)
+    assert "mlflow" not in loaded  # ...and its process-pool worker logs the run (pipeline.train.run)
     assert (tmp_path / "artifacts" / "train" / "run.json").is_file()

@@ -97,3 +97,24 @@ def test_a_run_missing_from_the_store_says_to_retrain(make_cfg: Any, tmp_path: P
     io.write_json(layout.run_file(cfg), {**run.to_dict(), "run_id": "0" * 32})
     with pytest.raises(MissingInputError, match=r"0{32}.*not in the store.*--force train"):
         publish.run(cfg)
+
+
+def test_the_run_holds_every_stages_params(small_run: tuple[Config, dict[str, Any]]) -> None:
+    """Train logs the sections it reads, publish those of the later stages: the comparison page has all."""
+    cfg, results = small_run
+    params = MlflowClient(str(cfg.tracking.uri)).get_run(results["train"]["run_id"]).data.params
+    assert params["model.hidden_sizes"] == "[128]" and params["seed"] == "42"  # train's
+    assert params["explain.n_samples"] == "24" and params["report.title"] == cfg.report.title  # publish's
+    assert not [key for key in params if key.startswith(("paths.", "compare."))]
+    assert set(results["publish"]["params"]) <= set(params)
+
+
+def test_a_changed_param_of_a_published_run_is_reported_not_logged(
+    make_cfg: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = make_cfg()
+    run = _fresh_run(tmp_path, cfg)
+    publish.run(cfg)
+    publish.run(make_cfg("report.title=Another"))  # MLflow never changes a logged param
+    assert MlflowClient(run.tracking_uri).get_run(run.run_id).data.params["report.title"] == cfg.report.title
+    assert "keeps report.title=" in caplog.text and "Another" in caplog.text

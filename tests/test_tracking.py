@@ -4,8 +4,10 @@ worker as the train stage runs them (pipeline.parallel)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ def test_a_run_from_start_to_finish(pool: ProcessPoolExecutor, tmp_path: Path, m
     uri = _uri(tmp_path)
     started = _start(pool, tmp_path)
     assert not started.resumed and started.warning is None and started.killed is None
-    pool.submit(models.warm_up, model_format)
+    pool.submit(models.warm_up)
     logger = PoolLogger(pool, uri, started.run_id, started.experiment_id)
     logger.log_metrics({"val_loss": 0.5, "epoch": 0}, step=0)
     logger.log_metrics({"val_loss": 0.25, "epoch": 1}, step=1)
@@ -148,6 +150,18 @@ def test_an_error_while_logging_an_epoch_surfaces(pool: ProcessPoolExecutor, tmp
     logger.log_metrics({"bad#name": 1.0}, step=0)  # MLflow refuses '#' in a metric name
     with pytest.raises(Exception, match="bad#name"):
         logger.wait()
+
+
+def test_a_worker_that_died_stops_the_fit_with_a_clear_error(tmp_path: Path) -> None:
+    with parallel.process_pool() as lost:
+        logger = PoolLogger(lost, _uri(tmp_path), "r", "e")
+        with pytest.raises(BrokenProcessPool):
+            lost.submit(os._exit, 1).result()  # the worker dies (as when killed)
+        logger.log_metrics({"val_loss": 1.0}, step=0)
+        logger.finalize("failed")  # after a failed fit: best effort, the fit's error is raised
+        logger.log_metrics({"val_loss": 1.0}, step=1)
+        with pytest.raises(runs.TrackingError, match="MLflow worker process stopped"):
+            logger.wait()
 
 
 def test_the_logger_logs_on_rank_zero_only(

@@ -7,8 +7,10 @@ Lightning's MLFlowLogger would import MLflow in the stage (~2 s with its store) 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pytorch_lightning.loggers.logger import Logger
@@ -53,16 +55,29 @@ class PoolLogger(Logger):
 
     def flush(self) -> None:
         """Hand the metrics of the last step to the pool, without waiting."""
-        if self.batch:
+        batch, self.batch = self.batch, {}
+        if not batch:
+            return
+        try:
             task = self.pool.submit(
-                runs.log_metrics, self.uri, self.run_id, self.batch, self.step or 0, self.stamp
+                runs.log_metrics, self.uri, self.run_id, batch, self.step or 0, self.stamp
             )
-            self.pending.append(task)
-        self.batch = {}
+        except BrokenProcessPool as err:
+            raise runs.TrackingError(
+                f"The MLflow worker process stopped ({err}); its error is printed above. "
+                "Check tracking.uri / MLFLOW_TRACKING_URI and the store, then rerun."
+            ) from err
+        self.pending.append(task)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        self.flush()  # Lightning's end of fit: the last epoch goes now
+        """Lightning's end of fit: the last epoch goes now. After a failed fit, best effort: the
+        fit's own error is the one to raise."""
+        if status == "success":
+            self.flush()
+            return
+        with contextlib.suppress(runs.TrackingError):
+            self.flush()
 
     def wait(self) -> None:
         """Wait until every metric is logged; raise the first logging error, with its traceback."""

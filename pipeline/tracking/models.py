@@ -3,7 +3,7 @@ input example and stated requirements).
 
 ``serialization_format`` "pickle" logs the ``MLP`` itself, glassnet's code beside it, so
 ``mlflow.pytorch.load_model`` returns it; "pt2" a ``torch.export`` graph, which loads without the
-code but needs torch._dynamo (1.8 s to import). torch and MLflow are imported inside the
+code but costs ~1.1 s more per train stage (torch.export). torch and MLflow are imported inside the
 functions: the train stage's process-pool worker imports this module to run them.
 """
 
@@ -39,15 +39,12 @@ def _import_mlflow_pytorch() -> None:
             del sys.modules[name]
 
 
-def warm_up(serialization_format: str = "pickle") -> None:
+def warm_up() -> None:
     """Import what ``log_saved`` needs, ahead of it (the train stage's worker does while training)."""
     _import_mlflow_pytorch()
     import mlflow.models  # noqa: F401
 
     from pipeline import model  # noqa: F401
-
-    if serialization_format == "pt2":
-        import torch.export  # noqa: F401
 
 
 def log_model(

@@ -34,6 +34,7 @@ PROJECT_FILES = [
     "params.yaml",
     "pyproject.toml",
     ".dvc/config",
+    ".dvc/plots.html",
     ".dvcignore",
     ".gitignore",
 ]
@@ -86,7 +87,20 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=root)
     # Every process reports each module it imports (stderr, through DVC's output): see
     # test_every_imported_module_is_a_dependency.
-    out = sh("dvc", "repro", cwd=root, PYTHONPROFILEIMPORTTIME="1")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    # One stream, so each import line comes after the "Running stage" line of its stage.
+    done = subprocess.run(
+        ["dvc", "repro"],
+        cwd=root,
+        env={**env, "PYTHONPROFILEIMPORTTIME": "1", "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out[-5000:]
     (root.parent / "repro-imports.txt").write_text(out)
     return root
 

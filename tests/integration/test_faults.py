@@ -127,6 +127,35 @@ def test_sigterm_mid_training_then_resume_matches_an_uninterrupted_run(trained: 
     assert len(history) == 1 + 5
 
 
+def test_a_run_left_running_by_a_sigkilled_stage_is_killed_by_the_next_train(trained: Path) -> None:
+    """SIGKILL leaves no one to mark the run; the next train finds it in checkpoints.partial/run_id."""
+    shutil.rmtree(trained / "artifacts/train/checkpoints.partial", ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    settings = ["trainer.max_epochs=300", "train.early_stopping_patience=300", *QUIET]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "train", *settings],
+        cwd=trained,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    run_id = trained / "artifacts/train/checkpoints.partial/run_id"
+    deadline = time.time() + 300
+    while not run_id.exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the stage and its MLflow worker, as a lost machine would
+    proc.wait()
+    assert statuses(trained)[-1] == "RUNNING"
+    killed = run_id.read_text().strip()
+    out = ok(cli("train", "trainer.max_epochs=1", cwd=trained))
+    assert f"MLflow run {killed}" in out and "marked KILLED" in out
+    client = MlflowClient(f"sqlite:///{trained / 'mlflow.db'}")
+    assert client.get_run(killed).info.status == "KILLED"
+    assert statuses(trained)[-1] == "FINISHED"
+
+
 def test_unreachable_tracking_server_fails_fast_naming_the_uri(trained: Path) -> None:
     uri = "http://127.0.0.1:9"  # discard port: nothing listens
     start = time.time()
