@@ -24,6 +24,11 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 
+def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()
+    os._exit(1)
+
+
 def _start(modules: Sequence[str], niceness: int) -> None:
     """Worker initializer: lower its priority, import what its tasks will need."""
     # Ctrl-C reaches the whole process group: the stage decides how its work ends and submits
@@ -34,7 +39,7 @@ def _start(modules: Sequence[str], niceness: int) -> None:
     atexit.register(os._exit, 0)
     parent = multiprocessing.parent_process()
     if parent is not None:  # a stage killed outright never shuts its pool down: end with it
-        threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     if niceness and hasattr(os, "nice"):
         os.nice(niceness)
     for name in modules:

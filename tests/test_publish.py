@@ -104,7 +104,9 @@ def test_the_run_holds_every_stages_params(small_run: tuple[Config, dict[str, An
     cfg, results = small_run
     params = MlflowClient(str(cfg.tracking.uri)).get_run(results["train"]["run_id"]).data.params
     assert params["model.hidden_sizes"] == "[128]" and params["seed"] == "42"  # train's
-    assert params["explain.n_samples"] == "24" and params["report.title"] == cfg.report.title  # publish's
+    assert params["explain.n_samples"] == "24" and params["visualize.n_units"] == str(
+        cfg.visualize.n_units
+    )  # publish's
     assert not [key for key in params if key.startswith(("paths.", "compare."))]
     assert set(results["publish"]["params"]) <= set(params)
 
@@ -115,6 +117,8 @@ def test_a_changed_param_of_a_published_run_is_reported_not_logged(
     cfg = make_cfg()
     run = _fresh_run(tmp_path, cfg)
     publish.run(cfg)
-    publish.run(make_cfg("report.title=Another"))  # MLflow never changes a logged param
-    assert MlflowClient(run.tracking_uri).get_run(run.run_id).data.params["report.title"] == cfg.report.title
-    assert "keeps report.title=" in caplog.text and "Another" in caplog.text
+    publish.run(make_cfg("visualize.n_units=7"))  # MLflow never changes a logged param
+    assert MlflowClient(run.tracking_uri).get_run(run.run_id).data.params["visualize.n_units"] == str(
+        cfg.visualize.n_units
+    )
+    assert "keeps visualize.n_units=" in caplog.text and "7" in caplog.text
