@@ -7,16 +7,26 @@ parent's ``__main__`` unless it is a package's ``__main__``, like this one.
 
 from __future__ import annotations
 
+import os
 import sys
 
 STAGES = ("prepare", "train", "evaluate", "explain", "visualize", "report", "publish", "compare")
 
 
+# Lightning's DDP launcher starts the other ranks as `python -m pipeline.__main__` plus this
+# process's sys.argv[1:], which by then holds only Hydra overrides: the stage rides along here.
+STAGE_ENV = "GLASSNET_STAGE"
+
+
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in STAGES:
+    if len(sys.argv) >= 2 and sys.argv[1] in STAGES:
+        stage = sys.argv.pop(1)
+        os.environ[STAGE_ENV] = stage
+    elif os.environ.get(STAGE_ENV) in STAGES and "LOCAL_RANK" in os.environ:
+        stage = os.environ[STAGE_ENV]  # a DDP rank Lightning launched
+    else:
         sys.stderr.write(f"usage: python -m pipeline {{{','.join(STAGES)}}} [key=value ...]\n")
         sys.exit(2)
-    stage = sys.argv.pop(1)
     from pipeline.cli import stage_main
 
     # __import__ rather than importlib.import_module: only the import statement's machinery

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -52,9 +53,14 @@ def sh(*args: str, cwd: Path, **extra_env: str) -> str:
         **extra_env,
     }
     env.pop("MLFLOW_TRACKING_URI", None)
-    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out.stdout + out.stderr
+    # Output to a file, not a pipe: `dvc queue start` leaves daemons (DVC's queue workers) that
+    # inherit its streams, and reading a pipe would wait for them to exit, not for the command.
+    with tempfile.TemporaryFile("w+") as out:
+        done = subprocess.run(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600)
+        out.seek(0)
+        text = out.read()
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{text[-6000:]}"
+    return text
 
 
 def _shrink(params: dict, small: dict) -> None:  # type: ignore[type-arg]

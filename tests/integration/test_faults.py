@@ -22,13 +22,20 @@ pytestmark = pytest.mark.slow
 QUIET = ["trainer.enable_progress_bar=false"]
 
 
-def cli(name: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def stage_env() -> dict[str, str]:
+    """The stage's environment: the store is the project folder's own, whatever an earlier test
+    left in MLFLOW_TRACKING_URI or DVC_ROOT."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("DVC_ROOT", None)
+    return env
+
+
+def cli(name: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", f"pipeline.{name}", *overrides, *QUIET],
         cwd=cwd,
-        env=env,
+        env=stage_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -88,7 +95,7 @@ def test_sigterm_mid_training_then_resume_matches_an_uninterrupted_run(trained: 
     before = snapshot(trained / "artifacts")
     # An earlier failed run's checkpoints must not be mistaken for this run's.
     shutil.rmtree(trained / "artifacts/train/checkpoints.partial", ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = stage_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.train", *settings, *QUIET],
         cwd=trained,
@@ -130,7 +137,7 @@ def test_sigterm_mid_training_then_resume_matches_an_uninterrupted_run(trained: 
 def test_a_run_left_running_by_a_sigkilled_stage_is_killed_by_the_next_train(trained: Path) -> None:
     """SIGKILL leaves no one to mark the run; the next train finds it in checkpoints.partial/run_id."""
     shutil.rmtree(trained / "artifacts/train/checkpoints.partial", ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = stage_env()
     settings = ["trainer.max_epochs=300", "train.early_stopping_patience=300", *QUIET]
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "train", *settings],
@@ -192,7 +199,7 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_earlier_outputs(trained: Path
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = stage_env()
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.prepare"],
         cwd=trained,

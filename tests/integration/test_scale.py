@@ -27,9 +27,10 @@ QUIET = ["trainer.enable_progress_bar=false"]
 
 
 def stage(name: str, *overrides: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run a stage the way dvc.yaml does (`python -m pipeline <name>`)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     out = subprocess.run(
-        [sys.executable, "-m", f"pipeline.{name}", *overrides],
+        [sys.executable, "-m", "pipeline", name, *overrides],
         cwd=cwd,
         env=full_env,
         capture_output=True,
