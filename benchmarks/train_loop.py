@@ -10,6 +10,10 @@ size and torch thread count, for the same number of epochs, and validate every e
 
 - plain: a hand-written loop (randperm indexing, forward/backward/step, a no-grad validation pass
   that computes loss and accuracy);
+- lightning: the least a Lightning user writes (a LightningModule whose steps return the
+  cross-entropy and log the validation loss and accuracy per epoch, the same in-memory
+  DataLoader, a Trainer with no logger, checkpointing, callbacks or progress bar): what
+  Lightning's automatic optimization costs by itself, so the table separates it from glassnet's;
 - glassnet: ``pipeline.train.fit`` (the Classifier with Lightning's automatic optimization, the
   in-memory DataModule) under a Trainer built from the composed config by the train stage's own
   ``build_trainer``: its callbacks (EpochSeed, History, WeightHistory, ModelCheckpoint with the
@@ -18,7 +22,7 @@ size and torch thread count, for the same number of epochs, and validate every e
 
 Each repetition runs both sides (alternating which goes first) for ``--epochs`` epochs (default 5;
 glassnet's time includes everything ``fit`` does: sanity check, checkpoints, per-epoch logging);
-reported per epoch: median and min..max over repetitions, the ratio glassnet/plain as
+reported per epoch: median and min..max over repetitions, the ratio bare Lightning/plain, glassnet/plain as
 the median of the per-repetition ratios and as the ratio of the fastest repetitions (the steadier
 figure on a shared machine), and GFLOP/s (6 x parameters x training samples per epoch / epoch time).
 """
@@ -74,6 +78,46 @@ def plain_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: i
                 total += F.cross_entropy(logits, yv[start : start + batch_size], reduction="sum")
                 correct += (logits.argmax(1) == yv[start : start + batch_size]).sum()
         float(total), float(correct)  # the epoch's metrics, as a user would read them
+
+
+def lightning_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, epochs: int) -> None:
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from pipeline.lit import InMemoryRows, whole_batch
+
+    class Bare(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return F.cross_entropy(self.net(x), y)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            x, y = batch
+            logits = self.net(x)
+            self.log("val_loss", F.cross_entropy(logits, y))
+            self.log("val_acc", (logits.argmax(1) == y).float().mean())
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    def loader(split: str, shuffle: bool) -> DataLoader[Any]:
+        data = InMemoryRows(torch.from_numpy(arrays[f"X_{split}"]), torch.from_numpy(arrays[f"y_{split}"]))
+        return DataLoader(data, batch_size=batch_size, shuffle=shuffle, collate_fn=whole_batch)
+
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(Bare(), loader("train", True), loader("val", False))
 
 
 def glassnet_trainer(folder: Path, epochs: int) -> Any:
@@ -146,29 +190,35 @@ def main() -> None:
         # Warm-up: first calls pay for lazy imports and allocator growth on both sides.
         glassnet_fit(copy.deepcopy(template), arrays, 256, glassnet_trainer(Path(tmp) / "w", 1))
         plain_fit(copy.deepcopy(template), arrays, 256, 1)
+        lightning_fit(copy.deepcopy(template), arrays, 256, 1)
         for batch_size in (256, 64):
-            plain, glass, ratios = [], [], []
+            plain, bare, glass, ratios, bare_ratios = [], [], [], [], []
             for rep in range(repeats):
                 trainer = glassnet_trainer(Path(tmp) / f"{batch_size}-{rep}", epochs)
                 sides = {
                     "plain": partial(plain_fit, copy.deepcopy(template), arrays, batch_size, epochs),
+                    "lightning": partial(lightning_fit, copy.deepcopy(template), arrays, batch_size, epochs),
                     "glassnet": partial(glassnet_fit, copy.deepcopy(template), arrays, batch_size, trainer),
                 }
-                order = ["plain", "glassnet"] if rep % 2 == 0 else ["glassnet", "plain"]
+                order = list(sides) if rep % 2 == 0 else list(reversed(sides))
                 took = {}
                 for side in order:
                     start = time.perf_counter()
                     sides[side]()
                     took[side] = (time.perf_counter() - start) / epochs
                 plain.append(took["plain"])
+                bare.append(took["lightning"])
                 glass.append(took["glassnet"])
                 ratios.append(took["glassnet"] / took["plain"])
-            ps, gs, rs = Stat(plain), Stat(glass), Stat(ratios)
+                bare_ratios.append(took["lightning"] / took["plain"])
+            ps, bs, gs, rs, brs = Stat(plain), Stat(bare), Stat(glass), Stat(ratios), Stat(bare_ratios)
             rows.append(
                 [
                     batch_size,
                     ps.fmt(),
+                    bs.fmt(),
                     gs.fmt(),
+                    f"{brs.median:.2f}x [{brs.lo:.2f}..{brs.hi:.2f}]",
                     f"{rs.median:.2f}x [{rs.lo:.2f}..{rs.hi:.2f}]",
                     f"{min(glass) / min(plain):.2f}x",
                     f"{TARGETS[batch_size]:.2f}x",
@@ -180,8 +230,10 @@ def main() -> None:
         [
             "batch",
             "plain s/epoch",
+            "bare Lightning s/epoch",
             "glassnet s/epoch",
-            "ratio (median of pairs)",
+            "bare Lightning / plain",
+            "glassnet / plain (median of pairs)",
             "ratio of fastest",
             "target",
             "GFLOP/s plain / glassnet",
