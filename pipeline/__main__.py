@@ -29,6 +29,10 @@ def main() -> None:
         sys.exit(2)
     from pipeline.cli import stage_main
 
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # a DDP rank > 0 does no tracking, draws nothing
+        from pipeline import parallel
+
+        parallel.start_early(stage)
     # __import__ rather than importlib.import_module: only the import statement's machinery
     # reports to `-X importtime`, which the dvc.yaml dependency test reads.
     module = __import__(f"pipeline.{stage}", fromlist=["run"])

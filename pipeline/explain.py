@@ -662,7 +662,7 @@ def run(cfg: Config) -> dict[str, Any]:
     net = artifacts.load_model(cfg)
     run_info = runs.load_run(layout.run_file(cfg))
     # The worker starts now and imports the plotting code while this process explains.
-    with parallel.process_pool(warm=("pipeline.plots.attribution",)) as pool:
+    with parallel.stage_pool("explain") as pool:
         result = explain(
             net,
             arrays["X_test"],

@@ -275,7 +275,7 @@ def run(cfg: Config) -> dict[str, Any]:
     # MLflow lives in a process-pool worker, started now: it imports MLflow, opens the store and
     # makes the run (~2.3 s) while this process imports torch and Lightning, and logs each epoch
     # while the next one trains. Niced: at equal priority it slowed the fit from 2.5 s to 4.4 s.
-    with parallel.process_pool(warm=("mlflow",), niceness=10) as pool:
+    with parallel.stage_pool("train") as pool:
         # MLflow's source tags, taken here: the worker's command line is not the stage's.
         source = {"mlflow.source.name": sys.argv[0], "mlflow.source.type": "LOCAL"}
         params = runs.flatten(tracked_config(cfg))

@@ -289,7 +289,7 @@ def run(cfg: Config) -> dict[str, float]:
     labels = arrays["y_test"][pick]
     # The projections (scikit-learn's import and t-SNE, ~2.5 s) run in the pool's worker while
     # this process computes the activations and draws the other figures: both cores at once.
-    with parallel.process_pool(warm=("sklearn.manifold", "sklearn.decomposition", "sklearn.metrics")) as pool:
+    with parallel.stage_pool("visualize") as pool:
         input_jobs = {(method, "inputs"): inputs for method in ("pca", "tsne")}
         input_panels = pool.submit(projection.panels, input_jobs, labels, **settings)
         net = artifacts.load_model(cfg)

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import io as _io
+from collections.abc import Collection, Mapping
+from concurrent.futures import Executor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+from pipeline import io
 
-matplotlib.use("Agg")  # files only; never a window
-
-from collections.abc import Collection, Mapping  # noqa: E402
-from concurrent.futures import Executor  # noqa: E402
-from typing import Any  # noqa: E402
-
-from matplotlib.figure import Figure  # noqa: E402
-
-from pipeline import io  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def subplots(
@@ -23,6 +19,13 @@ def subplots(
 ) -> tuple[Figure, Any]:
     """``plt.subplots`` without pyplot: importing pyplot cost a stage 0.35 s, and a Figure made
     directly is not held in pyplot's registry, so it is freed like any object once unused."""
+    # Imported here, not at the top: a stage whose figures are all drawn in its pool's worker
+    # (evaluate) calls render_all without ever loading matplotlib (0.3 s).
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a window
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
