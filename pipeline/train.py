@@ -194,6 +194,12 @@ def resume_point(cfg: Config, partial: Path) -> tuple[Path | None, str | None]:
     return last, run_id.read_text().strip()
 
 
+def drop_advert(record: logging.LogRecord) -> bool:
+    """A logging filter: every Trainer without Lightning's cloud logger logs a "Tip" to install
+    it (litlogger); glassnet logs to MLflow, so nobody running a stage can act on it."""
+    return "litlogger" not in record.getMessage()
+
+
 def build_trainer(
     cfg: Config, logger: Any, partial: Path, *, train_rows: int | None = None
 ) -> tuple[pl.Trainer, dict[str, Any]]:
@@ -243,6 +249,9 @@ def build_trainer(
         elif isinstance(limit, int):
             steps = min(steps, limit)
         options["log_every_n_steps"] = max(1, min(50, steps))
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        if drop_advert not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(drop_advert)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,

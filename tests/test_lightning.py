@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import math
 import os
 import re
@@ -410,3 +411,25 @@ def test_a_misspelt_trainer_key_stops_the_stage_naming_the_closest(project: Path
     assert "trainer.gradient_clip_vale" in text and "trainer.gradient_clip_val'" in text
     assert "Traceback" not in text
     assert sorted(p.name for p in (project / "artifacts").rglob("*")) == before
+
+
+def test_building_a_trainer_logs_no_advert(tmp_path: Path) -> None:
+    from pipeline.train import build_trainer
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    # Lightning's info lines go to its own handler, not to the root logger: listen where they start.
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    handler = Collect()
+    rank_zero.addHandler(handler)
+    try:
+        cfg = to_config(compose_conf(["trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]))
+        build_trainer(cfg, False, tmp_path / "checkpoints.partial")
+    finally:
+        rank_zero.removeHandler(handler)
+    assert seen, "Lightning logged nothing at all: the handler is not where its lines start"
+    assert not [m for m in seen if "litlogger" in m], seen
