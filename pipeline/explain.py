@@ -637,16 +637,23 @@ def figure_jobs(
     return jobs
 
 
-def check_sizes(n_test: int, n_train: int, n_samples: int, n_background: int) -> None:
+def sample_sizes(n_test: int, n_train: int, n_samples: int, n_background: int) -> tuple[int, int, list[str]]:
+    """The explained and background row counts: the configured ones are upper bounds (a small
+    table has fewer test rows than the default 200), so each is cut to what its split holds;
+    and one sentence per cut, for the log and the report."""
+    notes = []
+    used = []
     for key, wanted, available, split in (
         ("explain.n_samples", n_samples, n_test, "test"),
         ("explain.n_background", n_background, n_train, "train"),
     ):
+        used.append(min(wanted, available))
         if wanted > available:
-            raise ConfigError(
-                f"Config key '{key}' = {wanted} exceeds the {available} rows of the "
-                f"{split} split; set {key}={available} or less."
+            notes.append(
+                f"{key} = {wanted} is more than the {available} rows of the {split} split: "
+                f"used all {available}"
             )
+    return used[0], used[1], notes
 
 
 # Figures drawn by the pool's worker while this process draws the others (~0.25 s a figure).
@@ -656,7 +663,11 @@ POOL_FIGURES = ("class_importance", "examples_correct", "examples_wrong", "beesw
 def run(cfg: Config) -> dict[str, Any]:
     ecfg = cfg.explain
     arrays, summary = artifacts.load_data(cfg)
-    check_sizes(len(arrays["y_test"]), len(arrays["y_train"]), ecfg.n_samples, ecfg.n_background)
+    n_samples, n_background, notes = sample_sizes(
+        len(arrays["y_test"]), len(arrays["y_train"]), ecfg.n_samples, ecfg.n_background
+    )
+    for note in notes:
+        log.info("%s.", note)
     name = ecfg.explainer.value
     options = explainer_options(name, dict(ecfg.options), cfg.seed)
     net = artifacts.load_model(cfg)
@@ -670,8 +681,8 @@ def run(cfg: Config) -> dict[str, Any]:
             arrays["X_train"],
             explainer=name,
             options=options,
-            n_samples=ecfg.n_samples,
-            n_background=ecfg.n_background,
+            n_samples=n_samples,
+            n_background=n_background,
             n_mistakes=ecfg.n_examples if summary["image_shape"] else 0,
             trust=ecfg.trust,
             seed=cfg.seed,
@@ -680,7 +691,12 @@ def run(cfg: Config) -> dict[str, Any]:
         plots.clear(folder)
         jobs = figure_jobs(result.arrays, summary, arrays["X_test_raw"], ecfg.n_examples)
         figures = plots.render_all(jobs, folder, cfg.report.dpi, pool=pool, elsewhere=POOL_FIGURES)
-    metrics = result.metrics
+    # What was asked, beside what was used (n_samples, n_background): the report says when they differ.
+    metrics = {
+        **result.metrics,
+        "n_samples_requested": ecfg.n_samples,
+        "n_background_requested": ecfg.n_background,
+    }
     io.write_npz(layout.shap_file(cfg), **result.arrays)
     io.write_json(cfg.paths.explain_metrics, metrics)
     prefixed = {f"shap_{k}": v for k, v in metrics.items()}

@@ -369,20 +369,6 @@ CASES = [
         setup=forget_run,
     ),
     Case(
-        "explain-samples-above-test-size",
-        "explain",
-        ["explain.n_samples=5000"],
-        [r"explain\.n_samples' = 5000 exceeds the 360 rows of the test split"],
-        copy=("prepare", "train", "explain"),
-    ),
-    Case(
-        "explain-background-above-train-size",
-        "explain",
-        ["explain.n_background=99999"],
-        [r"explain\.n_background' = 99999 exceeds the \d+ rows of the train split"],
-        copy=("prepare", "train", "explain"),
-    ),
-    Case(
         "train-batch-above-train-split",
         "train",
         ["train.batch_size=5000"],

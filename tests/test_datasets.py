@@ -4,6 +4,7 @@ cancer table, a user's CSV/Parquet, and each of them through the whole pipeline.
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -414,6 +415,28 @@ def test_csv_end_to_end(
     assert out["summary"]["n_samples"] == 300
     assert out["drawn"]["feature_names"] == names
     assert "flowers" in out["html"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", ["breast_cancer", "csv150"])
+def test_small_tables_run_with_every_default(
+    data: str, make_cfg: Callable[..., Config], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The sample sizes of explain and visualize are upper bounds: 200 explained rows by default,
+    yet breast_cancer's test split has 114 rows and a 150-row table's 30."""
+    if data == "csv150":
+        path = write(table(150), tmp_path / "small.csv")
+        overrides = ["data=csv", f"data.loader.path={path}", "data.loader.target=species"]
+    else:
+        overrides = ["data=breast_cancer"]
+    cfg = make_cfg(*overrides, fast=False)
+    assert cfg.explain.n_samples == 200  # the shipped default, not a test setting
+    out = run_pipeline(cfg, monkeypatch)
+    n_test = out["summary"]["sizes"]["test"]
+    assert n_test < cfg.explain.n_samples
+    explained = json.loads(Path(cfg.paths.explain_metrics).read_text())
+    assert explained["n_samples"] == n_test and explained["n_samples_requested"] == 200
+    assert f"asked for 200; the test split has {n_test} rows" in " ".join(out["html"].split())
 
 
 @pytest.mark.slow
