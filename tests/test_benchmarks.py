@@ -59,3 +59,8 @@ def test_memory() -> None:
     for stage in ("prepare", "train", "evaluate", "explain", "visualize", "report", "publish"):
         assert f"| {stage}" in out
     assert "peak RSS MB" in out
+
+
+def test_data_io() -> None:
+    out = bench("data_io")
+    assert "| reference" in out and "| glassnet" in out and "| compressed" in out
