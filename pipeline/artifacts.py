@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def load_data(cfg: Config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The prepare stage's arrays (X_train, y_train, ..., X_test_raw) and its summary."""
-    arrays = io.read_npz(layout.data_file(cfg), "prepare")
+    arrays = io.read_arrays(layout.data_file(cfg), "prepare")
     return arrays, io.read_json(layout.summary_file(cfg), "prepare")
 
 

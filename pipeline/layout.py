@@ -12,7 +12,7 @@ from pipeline.config import Config
 
 
 def data_file(cfg: Config) -> Path:
-    return Path(cfg.paths.prepare) / "data.npz"
+    return Path(cfg.paths.prepare) / "data"  # one .npy file per array (io.write_arrays)
 
 
 def summary_file(cfg: Config) -> Path:

@@ -5,7 +5,7 @@
     python -m pipeline.prepare data=mnist data.loader.folder=~/mnist
     python -m pipeline.prepare data=csv data.loader.path=my.csv data.loader.target=label
 
-Writes ``<paths.prepare>/data.npz`` (splits) and ``summary.json`` (sizes, class
+Writes ``<paths.prepare>/data/`` (the splits, one ``.npy`` file per array) and ``summary.json`` (sizes, class
 balance, feature names, image shape).
 """
 
@@ -205,7 +205,7 @@ def run(cfg: Config) -> dict[str, Any]:
     datasets.check_batch_size(summary["sizes"]["train"], cfg.train.batch_size)
     if ds.test_rows is not None:
         log.info("Test split: %s's own test set; data.test_size is not used", ds.name)
-    io.write_npz(layout.data_file(cfg), **arrays)
+    io.write_arrays(layout.data_file(cfg), **arrays)
     io.write_json(layout.summary_file(cfg), summary)
     log.info(
         "Prepared %s: %d train / %d val / %d test rows, %d features, %d classes -> %s",

@@ -139,7 +139,7 @@ def run_tags(cfg: Config, summary: dict[str, Any]) -> dict[str, str]:
         **provenance.git_info(location.project_root()),
         **provenance.versions(),
         "dataset": summary["dataset"],
-        "data_md5": provenance.file_md5(layout.data_file(cfg)),
+        "data_md5": provenance.folder_md5(layout.data_file(cfg)),
         "dvc_stage": "train",
     }
     if os.environ.get("DVC_EXP_NAME"):

@@ -44,7 +44,7 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 NOT_OUTPUTS = ("mlflow.db", "mlruns")
 # Sentinel "older outputs" of each stage, relative to the row's folder (conf/config.yaml paths).
 OLD_OUTPUTS = {
-    "prepare": ["artifacts/prepare/data.npz", "artifacts/prepare/summary.json"],
+    "prepare": ["artifacts/prepare/data/X_train.npy", "artifacts/prepare/summary.json"],
     "train": [
         "artifacts/train/model.pt",
         "artifacts/train/run.json",

@@ -26,7 +26,7 @@ def _prepare(folder: Path, *python: str) -> subprocess.CompletedProcess[str]:
 def test_a_stage_ends_with_its_outputs_and_log_written(tmp_path: Path) -> None:
     done = _prepare(tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (tmp_path / "prep" / "data.npz").is_file()
+    assert (tmp_path / "prep" / "data" / "X_train.npy").is_file()
     assert "Prepared digits" in done.stdout + done.stderr  # the last log line was flushed
 
 

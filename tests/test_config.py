@@ -154,7 +154,7 @@ def test_cli_stage_leaves_no_hydra_litter(tmp_path: Path) -> None:
     out = _run_cli(["pipeline.prepare", "paths.prepare=prep"], tmp_path)
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prep"]
-    assert sorted(p.name for p in (tmp_path / "prep").iterdir()) == ["data.npz", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "prep").iterdir()) == ["data", "summary.json"]
 
 
 def test_cli_stage_before_its_inputs_says_what_to_run(tmp_path: Path) -> None:

@@ -389,7 +389,7 @@ def _tabular_run(make_cfg, explainer: str, *options: str):  # type: ignore[no-un
         return X, (X[:, 1] - X[:, 2] > 0).astype(np.int64)
 
     (Xtr, ytr), (Xva, yva), (Xte, yte) = split(120), split(30), split(40)
-    io.write_npz(
+    io.write_arrays(
         layout.data_file(cfg),
         X_train=Xtr, y_train=ytr, X_val=Xva, y_val=yva, X_test=Xte, y_test=yte, X_test_raw=Xte * 10 + 50,
     )  # fmt: skip

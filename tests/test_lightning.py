@@ -373,7 +373,7 @@ def test_lightning_features_take_effect_through_the_cli(project: Path) -> None:
         )
     )
     seen = json.loads(probe.read_text())
-    rows = len(io.read_npz(project / "artifacts/prepare/data.npz", "prepare")["y_train"])
+    rows = len(io.read_arrays(project / "artifacts/prepare/data", "prepare")["y_train"])
     per_epoch = math.ceil(rows / 64)  # train.batch_size
     assert seen["batches"] == 3 * per_epoch
     # Accumulating 2 batches: half as many optimizer steps (an odd epoch's last batch steps alone).

@@ -236,7 +236,7 @@ def _synthetic_tabular(cfg: Config, n: int = 240) -> None:
     ds = Dataset("synthetic", X, y.astype(np.int64), [f"feat_{c}" for c in "abcdef"], ["x", "y", "z"])
     arrays, summary = prepare.prepare(ds, StandardScaler(), 0.25, 0.15, cfg.seed)
     assert summary["image_shape"] is None
-    io.write_npz(layout.data_file(cfg), **arrays)
+    io.write_arrays(layout.data_file(cfg), **arrays)
     io.write_json(layout.summary_file(cfg), summary)
 
 

@@ -51,6 +51,15 @@ def versions() -> dict[str, str]:
     return found
 
 
+def folder_md5(path: Path) -> str:
+    """A content fingerprint of a folder: the MD5 of its files' relative paths and MD5s, sorted
+    (two runs show the same value exactly when they read the same files)."""
+    digest = hashlib.md5()  # noqa: S324 -- a content fingerprint, not security
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()} {file_md5(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def file_md5(path: Path) -> str:
     """The MD5 DVC would record for a file (so a run can be matched to dvc.lock)."""
     digest = hashlib.md5()  # noqa: S324 -- a content fingerprint, as DVC uses, not security

@@ -211,6 +211,6 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_earlier_outputs(trained: Path
     )
     text = result.stdout + result.stderr
     assert result.returncode == 2, text
-    assert "Cannot read or write" in text and "data.npz" in text and "Traceback" not in text
+    assert "Cannot read or write" in text and "prepare/data" in text and "Traceback" not in text
     assert snapshot(trained / "artifacts") == before
     assert not list((trained / "artifacts").rglob("*.tmp"))
