@@ -49,6 +49,8 @@ class Dataset:
     # Rows that form the dataset's official test set (MNIST's t10k files), else None:
     # then prepare draws a stratified test split of data.test_size.
     test_rows: np.ndarray | None = None
+    # Where the rows came from, for messages about the splits (the files of MNIST's official split).
+    source: str = ""
 
 
 def load_digits() -> Dataset:
@@ -215,6 +217,7 @@ def load_mnist(
         class_names=names,
         image_shape=(height, width),
         test_rows=np.arange(n_train, len(y)) if official_split else None,
+        source=f"'{paths['train_labels']}' (train) and '{paths['test_labels']}' (test)",
     )
 
 

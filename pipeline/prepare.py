@@ -101,6 +101,34 @@ def class_balance(y: np.ndarray, n_classes: int) -> list[int]:
     return np.bincount(y, minlength=n_classes).tolist()
 
 
+def check_split_classes(counts: dict[str, list[int]], class_names: list[str], source: str) -> list[str]:
+    """Classes the splits must share. A class of the validation or test split that never occurs in
+    training cannot be learnt, and every metric on it is zero: DataError, naming the classes and
+    where the rows came from. A class of training absent from the test split is allowed (the test
+    metrics say nothing about it): returned as a warning."""
+
+    def names(indices: list[int]) -> str:
+        return ", ".join(f"'{class_names[i]}'" for i in indices)
+
+    train = counts["train"]
+    for split in ("val", "test"):
+        unseen = [i for i, n in enumerate(counts[split]) if n and not train[i]]
+        if unseen:
+            raise DataError(
+                f"Class {names(unseen)} occurs in the {split} split "
+                f"({', '.join(str(counts[split][i]) for i in unseen)} rows) but never in the train split "
+                f"(from {source}): the network cannot learn it. Use training data that holds every "
+                "class (e.g. files cut from a class-sorted source hold only the first classes)."
+            )
+    absent = [i for i, n in enumerate(counts["test"]) if train[i] and not n]
+    if not absent:
+        return []
+    return [
+        f"Class {names(absent)} of the train split never occurs in the test split (from {source}): "
+        "the test metrics say nothing about it."
+    ]
+
+
 def prepare(
     ds: Dataset, scaler: Any, test_size: float, val_size: float, seed: int
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -124,6 +152,8 @@ def prepare(
     # Unscaled test rows, so images can be drawn as the eye sees them.
     arrays["X_test_raw"] = ds.X[idx["test"]].astype(np.float32)
     n_classes = len(ds.class_names)
+    counts = {name: class_balance(ds.y[idx[name]], n_classes) for name in SPLITS}
+    warnings = check_split_classes(counts, list(ds.class_names), ds.source or f"dataset '{ds.name}'")
     summary = {
         "dataset": ds.name,
         "n_samples": int(len(ds.y)),
@@ -133,7 +163,8 @@ def prepare(
         "class_names": list(ds.class_names),
         "image_shape": list(ds.image_shape) if ds.image_shape else None,
         "sizes": {name: int(len(idx[name])) for name in SPLITS},
-        "class_balance": {name: class_balance(ds.y[idx[name]], n_classes) for name in SPLITS},
+        "class_balance": counts,
+        "warnings": warnings,  # shown in the report's at-a-glance panel
         "scaler": type(scaler).__name__,
         # "official": the dataset's own test set (MNIST's t10k files); else a stratified draw.
         "test_split": "stratified" if ds.test_rows is None else "official",
@@ -205,6 +236,8 @@ def run(cfg: Config) -> dict[str, Any]:
     datasets.check_batch_size(summary["sizes"]["train"], cfg.train.batch_size)
     if ds.test_rows is not None:
         log.info("Test split: %s's own test set; data.test_size is not used", ds.name)
+    for warning in summary["warnings"]:
+        log.warning("%s", warning)
     io.write_arrays(layout.data_file(cfg), **arrays)
     io.write_json(layout.summary_file(cfg), summary)
     log.info(

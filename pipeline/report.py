@@ -225,6 +225,13 @@ def build_context(cfg: Config) -> dict[str, Any]:
             + f"; {summary['n_features']} features, {summary['n_classes']} classes",
             "model": model_text,
             "n_parameters": train_metrics["n_parameters"],
+            "warnings": summary.get("warnings", []),
+            # rows: (class, count per split), columns in the splits' order
+            "class_counts": [
+                (name, [summary["class_balance"][split][i] for split in summary["class_balance"]])
+                for i, name in enumerate(summary["class_names"])
+            ],
+            "splits": list(summary["class_balance"]),
             "cards": [
                 {"label": "test accuracy", "value": fmt_pct(metrics["accuracy"])},
                 {"label": "macro F1", "value": fmt_num(metrics["macro_f1"])},

@@ -37,7 +37,7 @@ import pytest
 
 from pipeline.datasets import IMAGES_MAGIC, MNIST_FILES
 from tests.conftest import FAST, ROOT, isolated_overrides
-from tests.test_datasets import table, write_mnist
+from tests.test_datasets import table, write_mnist, write_sorted_mnist
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 # Files the MLflow store owns; they are not any stage's output.
@@ -304,6 +304,13 @@ CASES = [
             "does not download",
             r"data\.loader\.folder='mnist'",
         ],
+    ),
+    Case(
+        "mnist-test-class-never-in-training",
+        "prepare",
+        MNIST,
+        [r"Class '5', '6', '7', '8', '9' occurs in the test split", "train-labels-idx1-ubyte", "t10k-labels"],
+        setup=lambda folder: write_sorted_mnist(folder / "mnist", train_classes=5, test_classes=10) and None,
     ),
     Case(
         "mnist-truncated",

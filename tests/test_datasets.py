@@ -451,3 +451,64 @@ def test_mnist_end_to_end(
     assert out["summary"]["image_shape"] == [28, 28]
     assert out["summary"]["sizes"]["test"] == 120
     assert out["evaluate"]["metrics"]["accuracy"] > 0.5  # the class bands are easy to see
+
+
+# ------------------------------------------------------------------ classes the splits must share
+
+
+def test_split_classes_by_count() -> None:
+    names = ["a", "b", "c"]
+    assert (
+        prepare.check_split_classes({"train": [5, 5, 5], "val": [1, 1, 1], "test": [2, 2, 2]}, names, "x")
+        == []
+    )
+    with pytest.raises(
+        DataError, match=r"Class 'c' occurs in the test split \(4 rows\) but never in the train"
+    ):
+        prepare.check_split_classes({"train": [5, 5, 0], "val": [1, 1, 0], "test": [2, 2, 4]}, names, "x")
+    with pytest.raises(DataError, match=r"Class 'b', 'c' occurs in the val split"):
+        prepare.check_split_classes({"train": [5, 0, 0], "val": [1, 1, 1], "test": [2, 0, 0]}, names, "x")
+    warned = prepare.check_split_classes(
+        {"train": [5, 5, 5], "val": [1, 1, 1], "test": [2, 2, 0]}, names, "f"
+    )
+    assert warned == [
+        "Class 'c' of the train split never occurs in the test split (from f): "
+        "the test metrics say nothing about it."
+    ]
+
+
+def write_sorted_mnist(folder: Path, train_classes: int, test_classes: int) -> Path:
+    """MNIST IDX files as if cut from a class-sorted source: the train files hold only classes
+    below ``train_classes``, the test files only those below ``test_classes``."""
+    write_mnist(folder, 400, 100, gz=False)
+    for name, keep in (("train", train_classes), ("test", test_classes)):
+        labels_path = folder / MNIST_FILES[f"{name}_labels"]
+        labels = np.frombuffer(labels_path.read_bytes()[8:], dtype=np.uint8) % keep
+        labels_path.write_bytes(idx_bytes(labels, LABELS_MAGIC))
+    return folder
+
+
+def test_a_test_class_missing_from_training_stops_prepare_naming_it_and_the_files(
+    make_cfg: Callable[..., Config], tmp_path: Path
+) -> None:
+    folder = write_sorted_mnist(tmp_path / "idx", train_classes=5, test_classes=10)
+    cfg = make_cfg("data=mnist", f"data.loader.folder={folder}")
+    with pytest.raises(DataError) as err:
+        prepare.run(cfg)
+    text = str(err.value)
+    assert "Class '5', '6', '7', '8', '9' occurs in the test split" in text
+    assert MNIST_FILES["train_labels"] in text and MNIST_FILES["test_labels"] in text
+    assert not Path(cfg.paths.prepare).exists()  # nothing half-written
+
+
+def test_a_training_class_missing_from_the_test_split_is_a_warning_in_summary_and_report(
+    make_cfg: Callable[..., Config], tmp_path: Path
+) -> None:
+    folder = write_sorted_mnist(tmp_path / "idx", train_classes=10, test_classes=8)
+    summary = prepare.run(make_cfg("data=mnist", f"data.loader.folder={folder}"))
+    assert summary["class_balance"]["test"][8:] == [0, 0]
+    assert summary["class_balance"]["train"][8] > 0
+    assert (
+        len(summary["warnings"]) == 1
+        and "Class '8', '9' of the train split never occurs" in summary["warnings"][0]
+    )

@@ -152,3 +152,20 @@ def test_report_is_logged_to_the_run(small_run) -> None:  # type: ignore[no-unty
     evaluated = {a.path for a in client.list_artifacts(run["run_id"], "evaluate")}
     assert "evaluate/confusion_matrix.png" in evaluated
     assert re.search(r"test_accuracy", " ".join(client.get_run(run["run_id"]).data.metrics))
+
+
+def test_data_warnings_and_class_counts_per_split_reach_the_page(small_run) -> None:  # type: ignore[no-untyped-def]
+    cfg, results = small_run
+    context = report.build_context(cfg)
+    counts = results["prepare"]["class_balance"]
+    assert context["summary"]["splits"] == ["train", "val", "test"]
+    assert context["summary"]["class_counts"][0] == (
+        "0",
+        [counts["train"][0], counts["val"][0], counts["test"][0]],
+    )
+    assert context["summary"]["warnings"] == []  # the digits' stratified splits share every class
+    html = report.render_report(context)
+    assert "Rows of each class per split" in html and "Data warning" not in html
+    context["summary"]["warnings"] = ["Class '9' of the train split never occurs in the test split"]
+    glance = report.render_report(context).split('class="glance"', 1)[1].split("</aside>", 1)[0]
+    assert "Data warning:</strong> Class &#39;9&#39; of the train split never occurs" in glance
