@@ -56,7 +56,8 @@ class DataConfig:
     loader: dict[str, Any] = field(default_factory=lambda: {"_target_": "pipeline.datasets.load_digits"})
     test_size: float = 0.2
     val_size: float = 0.1
-    scaler: dict[str, Any] = field(
+    # Any scikit-learn transformer (``_target_``), fitted on the train split; null: none.
+    scaler: dict[str, Any] | None = field(
         default_factory=lambda: {"_target_": "sklearn.preprocessing.StandardScaler"}
     )
 

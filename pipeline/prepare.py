@@ -132,7 +132,12 @@ def check_split_classes(counts: dict[str, list[int]], class_names: list[str], so
 def prepare(
     ds: Dataset, scaler: Any, test_size: float, val_size: float, seed: int
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Pure core: dataset in, scaled splits and a summary out. ``scaler`` is fitted on train only."""
+    """Pure core: dataset in, scaled splits and a summary out. ``scaler`` is fitted on train only;
+    None leaves the features as the loader gave them."""
+    if scaler is None:
+        from sklearn.preprocessing import FunctionTransformer
+
+        scaler = FunctionTransformer()  # the identity
     if len(np.unique(ds.y)) < 2:
         raise DataError(f"Dataset '{ds.name}' has a single class; a classifier needs at least two.")
     if ds.X.ndim != 2 or len(ds.X) != len(ds.y) or ds.X.shape[1] != len(ds.feature_names):

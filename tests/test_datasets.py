@@ -512,3 +512,14 @@ def test_a_training_class_missing_from_the_test_split_is_a_warning_in_summary_an
         len(summary["warnings"]) == 1
         and "Class '8', '9' of the train split never occurs" in summary["warnings"][0]
     )
+
+
+def test_a_null_scaler_leaves_the_features_as_loaded(make_cfg: Callable[..., Config]) -> None:
+    cfg = make_cfg("data.scaler=null")
+    summary = prepare.run(cfg)
+    from pipeline import io, layout
+
+    arrays = io.read_arrays(layout.data_file(cfg), "prepare")
+    assert summary["scaler"] == "FunctionTransformer"
+    assert np.array_equal(arrays["X_test"], arrays["X_test_raw"])  # digits' pixel values 0..16
+    assert arrays["X_train"].max() == 16.0
