@@ -51,6 +51,9 @@ class Dataset:
     test_rows: np.ndarray | None = None
     # Where the rows came from, for messages about the splits (the files of MNIST's official split).
     source: str = ""
+    # The file or folder the rows were read from (the run's MLflow dataset source); "" when a
+    # loader reads none of the user's files (scikit-learn's bundled sets): then the loader is named.
+    uri: str = ""
 
 
 def load_digits() -> Dataset:
@@ -218,6 +221,7 @@ def load_mnist(
         image_shape=(height, width),
         test_rows=np.arange(n_train, len(y)) if official_split else None,
         source=f"'{paths['train_labels']}' (train) and '{paths['test_labels']}' (test)",
+        uri=str(root.resolve()),
     )
 
 
@@ -432,4 +436,6 @@ def load_table(
         y=y,
         feature_names=names,
         class_names=class_names,
+        source=f"'{path}'",
+        uri=str(Path(path).resolve()),
     )

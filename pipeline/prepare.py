@@ -174,6 +174,8 @@ def prepare(
         # "official": the dataset's own test set (MNIST's t10k files); else a stratified draw.
         "test_split": "stratified" if ds.test_rows is None else "official",
         "seed": seed,
+        # Where the rows were read from (the MLflow run's dataset source); null: see "loader".
+        "uri": ds.uri or None,
     }
     return arrays, summary
 
@@ -238,6 +240,7 @@ def run(cfg: Config) -> dict[str, Any]:
     except InstantiationException as err:
         raise ConfigError(f"Config key 'data.scaler' cannot be built: {err}") from err
     arrays, summary = prepare(ds, scaler, cfg.data.test_size, cfg.data.val_size, cfg.seed)
+    summary["loader"] = str(cfg.data.loader._target_)
     datasets.check_batch_size(summary["sizes"]["train"], cfg.train.batch_size)
     if ds.test_rows is not None:
         log.info("Test split: %s's own test set; data.test_size is not used", ds.name)

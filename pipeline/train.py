@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from pipeline import artifacts, datasets, io, layout, parallel
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TrainingError
-from pipeline.tracking import location, models, provenance, runs
+from pipeline.tracking import inputs, location, models, provenance, runs
 
 # torch and Lightning (~4 s to import) are imported where used, after the MLflow worker process
 # has started, so the two start-ups overlap (see run).
@@ -133,13 +133,14 @@ def best_weights(checkpoint: str) -> dict[str, torch.Tensor]:
     return {key.removeprefix("net."): value for key, value in state.items()}
 
 
-def run_tags(cfg: Config, summary: dict[str, Any]) -> dict[str, str]:
-    """What a run needs to be reproduced: code version, data fingerprint, libraries, DVC context."""
+def run_tags(summary: dict[str, Any], data_md5s: dict[str, str]) -> dict[str, str]:
+    """What a run needs to be reproduced: code version, data fingerprint, libraries, DVC context.
+    ``data_md5s``: {file: MD5} of the prepared data folder (``provenance.file_md5s``)."""
     tags = {
         **provenance.git_info(location.project_root()),
         **provenance.versions(),
         "dataset": summary["dataset"],
-        "data_md5": provenance.folder_md5(layout.data_file(cfg)),
+        "data_md5": provenance.combined_md5(data_md5s),
         "dvc_stage": "train",
     }
     if os.environ.get("DVC_EXP_NAME"):
@@ -267,7 +268,8 @@ def run(cfg: Config) -> dict[str, Any]:
     arrays, summary = artifacts.load_data(cfg)
     datasets.check_batch_size(len(arrays["y_train"]), cfg.train.batch_size)
     uri = location.prepare_uri(location.resolve_uri(cfg.tracking.uri), cfg.tracking.fallback_to_local)
-    tags = run_tags(cfg, summary)
+    data_md5s = provenance.file_md5s(layout.data_file(cfg))
+    tags = run_tags(summary, data_md5s)
 
     # Checkpoints of this fit go to a folder that replaces the last good one only on success: a
     # failed or killed run leaves the previous outputs alone, and `train.resume=true` continues it.
@@ -306,6 +308,23 @@ def run(cfg: Config) -> dict[str, Any]:
                     mlflow_run.killed,
                 )
             logger = PoolLogger(pool, uri, mlflow_run.run_id, mlflow_run.experiment_id)
+            if not mlflow_run.resumed:  # a resumed run holds its inputs already
+                # The splits as the run's MLflow dataset inputs; ``logger.wait`` collects the task.
+                digests = inputs.split_digests(data_md5s)
+                source, loader = summary.get("uri"), str(summary.get("loader", ""))
+                folder = layout.data_file(cfg).resolve()
+                logger.pending.append(
+                    pool.submit(
+                        inputs.log_splits,
+                        uri,
+                        mlflow_run.run_id,
+                        folder,
+                        summary["dataset"],
+                        source,
+                        loader,
+                        digests,
+                    )
+                )
             return _train(cfg, arrays, summary, logger, partial, ckpt_path, tags)
         except BaseException as err:
             killed = isinstance(err, KeyboardInterrupt | SystemExit)

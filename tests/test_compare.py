@@ -106,3 +106,17 @@ def test_prefix_filter_and_no_runs(compared) -> None:  # type: ignore[no-untyped
     none = OmegaConf.merge(cfg, {"compare": {"run_name_prefix": "zzz"}})
     with pytest.raises(GlassnetError, match="no runs matching"):
         compare.run(none)  # type: ignore[arg-type]
+
+
+def test_runs_on_the_same_data_show_the_same_datasets(compared) -> None:  # type: ignore[no-untyped-def]
+    """Three runs trained on one prepared split: MLflow lists the same three datasets for each."""
+    cfg, _, run_ids = compared
+    client = MlflowClient(resolve_uri(cfg.tracking.uri))
+    seen = {
+        rid: sorted((i.dataset.name, i.dataset.digest) for i in client.get_run(rid).inputs.dataset_inputs)
+        for rid in run_ids
+    }
+    first = seen[run_ids[0]]
+    assert [name for name, _ in first] == ["digits-test", "digits-train", "digits-val"]
+    assert len({digest for _, digest in first}) == 3  # three splits, three digests
+    assert all(found == first for found in seen.values())

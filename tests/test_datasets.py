@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import datasets, prepare
+from pipeline import datasets, layout, prepare
 from pipeline.config import Config
 from pipeline.datasets import IMAGES_MAGIC, LABELS_MAGIC, MNIST_FILES, Dataset
 from pipeline.errors import ConfigError, DataError
@@ -437,6 +437,23 @@ def test_small_tables_run_with_every_default(
     explained = json.loads(Path(cfg.paths.explain_metrics).read_text())
     assert explained["n_samples"] == n_test and explained["n_samples_requested"] == 200
     assert f"asked for 200; the test split has {n_test} rows" in " ".join(out["html"].split())
+    # The run's MLflow datasets name where the rows came from: the user's file, or the loader.
+    sources = {json.dumps(json.loads(d.source), sort_keys=True) for d in logged_datasets(cfg)}
+    expected = (
+        {"uri": str(path)}
+        if data == "csv150"
+        else {"tags": {"loader": "pipeline.datasets.load_breast_cancer"}}
+    )
+    assert sources == {json.dumps(expected, sort_keys=True)}
+
+
+def logged_datasets(cfg: Config) -> list[Any]:
+    """The MLflow datasets of the run the train stage made."""
+    from mlflow import MlflowClient
+
+    run = json.loads(layout.run_file(cfg).read_text())
+    found = MlflowClient(run["tracking_uri"]).get_run(run["run_id"]).inputs.dataset_inputs
+    return [entry.dataset for entry in found]
 
 
 @pytest.mark.slow
@@ -451,6 +468,7 @@ def test_mnist_end_to_end(
     assert out["summary"]["image_shape"] == [28, 28]
     assert out["summary"]["sizes"]["test"] == 120
     assert out["evaluate"]["metrics"]["accuracy"] > 0.5  # the class bands are easy to see
+    assert {json.loads(d.source)["uri"] for d in logged_datasets(cfg)} == {str(folder.resolve())}
 
 
 # ------------------------------------------------------------------ classes the splits must share

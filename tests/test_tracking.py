@@ -221,3 +221,42 @@ def test_uris(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert location.ui_command("http://mlflow:5000") == "http://mlflow:5000"
     assert store.artifact_location(_uri(tmp_path), "my exp") == (tmp_path / "mlruns" / "my-exp").as_uri()
     assert runs.flatten({"a": {"b": 1, "c": [2]}, "d": "x"}) == {"a.b": 1, "a.c": [2], "d": "x"}
+
+
+def test_the_splits_are_logged_as_dataset_inputs(pool: ProcessPoolExecutor, tmp_path: Path) -> None:
+    """Name, digest, source, context, schema and profile per split; equal arrays, equal digests."""
+    import json
+
+    from pipeline.tracking import inputs, provenance
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 40), ("val", 10), ("test", 12)):
+        arrays[f"X_{split}"] = rng.normal(size=(n, 4)).astype(np.float32)
+        arrays[f"y_{split}"] = rng.integers(0, 3, n)
+    first, second = tmp_path / "a", tmp_path / "b"
+    io.write_arrays(first, **arrays)
+    io.write_arrays(second, **{**arrays, "X_test": arrays["X_test"] + 1})  # only the test split differs
+    logged = {}
+    # (MLflow keeps one dataset per name and digest in an experiment: the names differ here so
+    # that the second source is stored too.)
+    for folder, name, source in ((first, "iris", str(tmp_path / "my.csv")), (second, "wine", None)):
+        run_id = _start(pool, tmp_path).run_id
+        digests = inputs.split_digests(provenance.file_md5s(folder))
+        args = (_uri(tmp_path), run_id, folder, name, source, "pipeline.datasets.load_table", digests)
+        pool.submit(inputs.log_splits, *args).result()
+        found = MlflowClient(_uri(tmp_path)).get_run(run_id).inputs.dataset_inputs
+        logged[folder] = {i.tags[0].value: i.dataset for i in found if i.tags[0].key == "mlflow.data.context"}
+
+    a, b = logged[first], logged[second]
+    assert set(a) == {"training", "validation", "test"}
+    assert [a[c].name for c in ("training", "validation", "test")] == ["iris-train", "iris-val", "iris-test"]
+    assert a["training"].digest == b["training"].digest and a["validation"].digest == b["validation"].digest
+    assert a["test"].digest != b["test"].digest
+    assert a["training"].source_type == "local"
+    assert json.loads(a["training"].source) == {"uri": str(tmp_path / "my.csv")}
+    assert b["training"].source_type == "code"
+    assert json.loads(b["training"].source) == {"tags": {"loader": "pipeline.datasets.load_table"}}
+    assert json.loads(a["test"].profile)["features_shape"] == [12, 4]
+    spec = json.loads(json.loads(a["test"].schema)["mlflow_tensorspec"]["features"])
+    assert spec[0]["tensor-spec"] == {"dtype": "float32", "shape": [-1, 4]}

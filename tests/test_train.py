@@ -169,6 +169,13 @@ def test_train_outputs_and_mlflow_run(small_run) -> None:  # type: ignore[no-unt
     assert len(client.get_metric_history(run["run_id"], "val_loss")) == 3
     assert len(client.get_metric_history(run["run_id"], "train_acc")) == 3
     assert "best_val_loss" in mlrun.data.metrics
+    # The splits are the run's MLflow datasets, read from scikit-learn's loader, at their sizes.
+    splits = {i.tags[0].value: i.dataset for i in mlrun.inputs.dataset_inputs}
+    sizes = json.loads(layout.summary_file(cfg).read_text())["sizes"]
+    for context, split in (("training", "train"), ("validation", "val"), ("test", "test")):
+        assert splits[context].name == f"digits-{split}"
+        assert json.loads(splits[context].profile)["targets_shape"] == [sizes[split]]
+        assert json.loads(splits[context].source) == {"tags": {"loader": "pipeline.datasets.load_digits"}}
 
     net = model.load(layout.model_file(cfg))
     mlflow.set_tracking_uri(run["tracking_uri"])

@@ -6,6 +6,7 @@ core function imports mlflow. A stage imports only the modules it uses, so its D
 - ``store``: the client of a store, its experiment, the lock on a new SQLite file
 - ``provenance``: git commit, library versions, file fingerprints (the run's tags)
 - ``runs``: a run's identity (``run.json``) and life: start or resume, log, finish, terminate
+- ``inputs``: the prepared splits as the run's MLflow dataset inputs (name, digest, source)
 - ``records``: what evaluate, explain and visualize hand to the publish stage, without MLflow
 - ``models``: the trained network as an MLflow model
 - ``queries``: reading runs back for the comparison page

@@ -54,9 +54,22 @@ def versions() -> dict[str, str]:
 def folder_md5(path: Path) -> str:
     """A content fingerprint of a folder: the MD5 of its files' relative paths and MD5s, sorted
     (two runs show the same value exactly when they read the same files)."""
+    return combined_md5(file_md5s(path))
+
+
+def file_md5s(path: Path) -> dict[str, str]:
+    """{relative path: MD5} of every file under folder ``path``."""
+    return {
+        file.relative_to(path).as_posix(): file_md5(file)
+        for file in sorted(p for p in path.rglob("*") if p.is_file())
+    }
+
+
+def combined_md5(md5s: dict[str, str]) -> str:
+    """One fingerprint of files given as {name: MD5}: the MD5 of their sorted "name MD5" lines."""
     digest = hashlib.md5()  # noqa: S324 -- a content fingerprint, not security
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{file.relative_to(path).as_posix()} {file_md5(file)}\n".encode())
+    for name in sorted(md5s):
+        digest.update(f"{name} {md5s[name]}\n".encode())
     return digest.hexdigest()
 
 
