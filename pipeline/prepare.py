@@ -240,7 +240,7 @@ def run(cfg: Config) -> dict[str, Any]:
     except InstantiationException as err:
         raise ConfigError(f"Config key 'data.scaler' cannot be built: {err}") from err
     arrays, summary = prepare(ds, scaler, cfg.data.test_size, cfg.data.val_size, cfg.seed)
-    summary["loader"] = str(cfg.data.loader._target_)
+    summary["loader"] = str(cfg.data.loader.get("_target_", ""))
     datasets.check_batch_size(summary["sizes"]["train"], cfg.train.batch_size)
     if ds.test_rows is not None:
         log.info("Test split: %s's own test set; data.test_size is not used", ds.name)

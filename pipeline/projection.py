@@ -6,11 +6,16 @@ A module of its own, with no torch: the visualize stage runs these in its pool's
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from typing import Any
 
 import numpy as np
 
-from pipeline import stats
+from pipeline import progress, stats
+
+TSNE_ITERATIONS = 500
 
 
 def project(X: np.ndarray, method: str, *, seed: int, perplexity: float, pca_dims: int) -> np.ndarray:
@@ -21,7 +26,7 @@ def project(X: np.ndarray, method: str, *, seed: int, perplexity: float, pca_dim
     # has run, their threads contend on these 2-core machines: PCA of 360x64 took 1.5 s and
     # t-SNE of 360 digits 6-9 s, against 0.015 s and 1.2 s with one thread.
     with threadpool_limits(limits=1):
-        return _project(np.asarray(X, dtype=np.float64), method, seed, perplexity, pca_dims)
+        return _project(np.asarray(X, dtype=np.float64), method, seed, perplexity, pca_dims, "")
 
 
 def project_all(
@@ -37,12 +42,27 @@ def project_all(
 
     with threadpool_limits(limits=1):
         return {
-            key: _project(np.asarray(X, dtype=np.float64), key[0], seed, perplexity, pca_dims)
+            key: _project(np.asarray(X, dtype=np.float64), key[0], seed, perplexity, pca_dims, key[1])
             for key, X in jobs.items()
         }
 
 
-def _project(X: np.ndarray, method: str, seed: int, perplexity: float, pca_dims: int) -> np.ndarray:
+class TsneIterations(io.TextIOBase):
+    """A text stream for t-SNE's verbose report: each "Iteration N" it reads moves ``shown`` to N
+    (scikit-learn's TSNE reports every 50 iterations and has no callback); the text is dropped."""
+
+    def __init__(self, shown: Any) -> None:
+        self.shown = shown
+
+    def write(self, text: str) -> int:
+        for found in re.finditer(r"Iteration (\d+)", text):
+            self.shown.update(max(0, min(int(found.group(1)), self.shown.total) - self.shown.n))
+        return len(text)
+
+
+def _project(
+    X: np.ndarray, method: str, seed: int, perplexity: float, pca_dims: int, name: str
+) -> np.ndarray:
     from sklearn.decomposition import PCA
 
     if method == "pca":
@@ -53,8 +73,20 @@ def _project(X: np.ndarray, method: str, seed: int, perplexity: float, pca_dims:
         X = PCA(n_components=min(pca_dims, len(X)), random_state=seed).fit_transform(X)
     # sklearn requires perplexity < rows; (rows - 1) / 3 keeps three neighbourhoods' worth of points.
     perplexity = min(perplexity, max(1.0, (len(X) - 1) / 3))
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500)
-    return np.asarray(tsne.fit_transform(X))
+    with progress.bar(TSNE_ITERATIONS, f"t-SNE {name}".strip(), "iter") as shown:
+        verbose = 0 if shown.disable else 2
+        tsne = TSNE(
+            n_components=2,
+            perplexity=perplexity,
+            init="pca",
+            random_state=seed,
+            max_iter=TSNE_ITERATIONS,
+            verbose=verbose,
+        )
+        with contextlib.redirect_stdout(TsneIterations(shown)) if verbose else contextlib.nullcontext():
+            points = np.asarray(tsne.fit_transform(X))
+        shown.update(shown.total - shown.n)  # it may stop early, converged
+    return points
 
 
 def panels(

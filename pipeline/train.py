@@ -311,7 +311,7 @@ def run(cfg: Config) -> dict[str, Any]:
             if not mlflow_run.resumed:  # a resumed run holds its inputs already
                 # The splits as the run's MLflow dataset inputs; ``logger.wait`` collects the task.
                 digests = inputs.split_digests(data_md5s)
-                source, loader = summary.get("uri"), str(summary.get("loader", ""))
+                origin, loader = summary.get("uri"), str(summary.get("loader", ""))
                 folder = layout.data_file(cfg).resolve()
                 logger.pending.append(
                     pool.submit(
@@ -320,7 +320,7 @@ def run(cfg: Config) -> dict[str, Any]:
                         mlflow_run.run_id,
                         folder,
                         summary["dataset"],
-                        source,
+                        origin,
                         loader,
                         digests,
                     )

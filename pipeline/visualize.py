@@ -174,6 +174,20 @@ def analyse(
     }
 
 
+def size_notes(vcfg: Any, n_test: int, n_units: int, n_misclassified: int) -> list[str]:
+    """One sentence per size setting that is an upper bound the data cut (for the log): t-SNE's
+    rows, the first layer's units drawn, the worst errors shown."""
+    notes = []
+    for key, wanted, available, what in (
+        ("tsne_max_samples", vcfg.tsne_max_samples, n_test, "rows of the test split: projected"),
+        ("n_units", vcfg.n_units, n_units, "units of the first layer: drew"),
+        ("n_errors", vcfg.n_errors, n_misclassified, "misclassified test rows: showed"),
+    ):
+        if wanted > available:
+            notes.append(f"visualize.{key} = {wanted} is more than the {available} {what} all {available}")
+    return notes
+
+
 def metrics_of(net: model.MLP, result: dict[str, Any]) -> dict[str, float]:
     """Flat metrics for DVC and MLflow: one dead/saturated fraction per hidden layer, and more."""
     metrics: dict[str, float] = {"n_parameters": float(model.n_parameters(net))}
@@ -314,6 +328,9 @@ def run(cfg: Config) -> dict[str, float]:
     projected = (result["projections"], labels, summary["class_names"], result["separation"])
     paths = [*figures, plots.render("projections", folder, cfg.report.dpi, *projected)]
 
+    first_units = linear_layers(net)[0][1].shape[0]
+    for note in size_notes(cfg.visualize, len(arrays["y_test"]), first_units, result["n_misclassified"]):
+        log.info("%s.", note)
     metrics = metrics_of(net, result)
     io.write_json(layout.network_file(cfg), network_record(net, result, summary, arrays["y_test"]))
     # NaN (e.g. a silhouette with one class) is not valid JSON for DVC: write null instead.

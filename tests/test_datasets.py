@@ -420,7 +420,11 @@ def test_csv_end_to_end(
 @pytest.mark.slow
 @pytest.mark.parametrize("data", ["breast_cancer", "csv150"])
 def test_small_tables_run_with_every_default(
-    data: str, make_cfg: Callable[..., Config], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    data: str,
+    make_cfg: Callable[..., Config],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The sample sizes of explain and visualize are upper bounds: 200 explained rows by default,
     yet breast_cancer's test split has 114 rows and a 150-row table's 30."""
@@ -431,9 +435,13 @@ def test_small_tables_run_with_every_default(
         overrides = ["data=breast_cancer"]
     cfg = make_cfg(*overrides, fast=False)
     assert cfg.explain.n_samples == 200  # the shipped default, not a test setting
-    out = run_pipeline(cfg, monkeypatch)
+    with caplog.at_level("INFO"):
+        out = run_pipeline(cfg, monkeypatch)
     n_test = out["summary"]["sizes"]["test"]
     assert n_test < cfg.explain.n_samples
+    said = caplog.text
+    assert f"explain.n_samples = 200 is more than the {n_test} rows of the test split" in said
+    assert f"visualize.tsne_max_samples = 1000 is more than the {n_test} rows of the test split" in said
     explained = json.loads(Path(cfg.paths.explain_metrics).read_text())
     assert explained["n_samples"] == n_test and explained["n_samples_requested"] == 200
     assert f"asked for 200; the test split has {n_test} rows" in " ".join(out["html"].split())

@@ -268,3 +268,17 @@ def test_stage_and_report_on_tabular_data(make_cfg: Callable[..., Config]) -> No
     for fig_id in TABULAR_FIGURES - ({"error_gallery"} if not out["record"]["errors"] else set()):
         assert f'id="fig-{fig_id}"' in html
     assert "saturated" in html  # the tanh layers report saturation, not dead units
+
+
+def test_size_settings_are_upper_bounds_and_the_log_says_so() -> None:
+    from types import SimpleNamespace
+
+    from pipeline import visualize
+
+    vcfg = SimpleNamespace(tsne_max_samples=1000, n_units=64, n_errors=12)
+    assert visualize.size_notes(vcfg, 5000, 128, 40) == []
+    assert visualize.size_notes(vcfg, 30, 16, 3) == [
+        "visualize.tsne_max_samples = 1000 is more than the 30 rows of the test split: projected all 30",
+        "visualize.n_units = 64 is more than the 16 units of the first layer: drew all 16",
+        "visualize.n_errors = 12 is more than the 3 misclassified test rows: showed all 3",
+    ]

@@ -34,8 +34,12 @@ def describe(
     ``dataset``'s name with the split's, its digest, schema and profile, and its source: ``uri``
     (a local file or folder) if given, else the ``loader`` function's dotted name."""
     import numpy as np
-    from mlflow.data import from_numpy
-    from mlflow.data.sources import CodeDatasetSource, LocalArtifactDatasetSource
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.numpy_dataset import from_numpy
+
+    # Documented as mlflow.data.sources.LocalArtifactDatasetSource, but MLflow defines it at
+    # import time (one class per artifact repository), so type checkers cannot see it.
+    from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 
     source = LocalArtifactDatasetSource(uri) if uri else CodeDatasetSource(tags={"loader": loader})
     described = []
