@@ -56,6 +56,28 @@ class Dataset:
     uri: str = ""
 
 
+class PixelScale:
+    """A scikit-learn transformer that divides every feature by one ``max_value`` (255 for 8-bit
+    images), as the tutorials do for MNIST: each pixel keeps its meaning (0 = background, 1 = full
+    ink) and no pixel is blown up by its own rare spread (see ``data.scaler`` in the README)."""
+
+    def __init__(self, max_value: float = 255.0) -> None:
+        if not max_value > 0:
+            raise ConfigError(
+                f"Config key 'data.scaler.max_value' = {max_value} must be positive (e.g. 255)."
+            )
+        self.max_value = max_value
+
+    def fit(self, X: np.ndarray, y: Any = None) -> PixelScale:
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float32) / np.float32(self.max_value)
+
+    def fit_transform(self, X: np.ndarray, y: Any = None) -> np.ndarray:
+        return self.transform(X)
+
+
 def load_digits() -> Dataset:
     """scikit-learn's 1,797 handwritten digits, 8x8 pixels with values 0-16."""
     from sklearn.datasets import load_digits as sk_load_digits
@@ -319,8 +341,12 @@ def load_table(
     max_categories: int = 20,
     sep: str = ",",
     name: str | None = None,
+    split: str | None = None,
 ) -> Dataset:
     """A user's CSV or Parquet table: one column is the class, the others (or ``features``) the inputs.
+
+    ``split``: a column that marks each row ``train`` or ``test``: the table's own test set, used
+    as it is (data.test_size is then unused; validation rows are drawn from the train rows).
 
     Numeric and boolean columns are used as they are; other columns are one-hot
     encoded (``colour=red``, ``colour=blue``) when they have at most
@@ -346,8 +372,15 @@ def load_table(
             f"Target column data.loader.target='{target}' is not in '{path}'; "
             f"its columns are: {', '.join(columns)}."
         )
+    if split is not None and split not in columns:
+        raise DataError(
+            f"Split column data.loader.split='{split}' is not in '{path}'; its columns are: "
+            f"{', '.join(columns)}. Name the column that marks rows train/test, or set it to null."
+        )
+    if split is not None and split == target:
+        raise DataError(f"Column '{target}' is both data.loader.target and data.loader.split.")
     if features is None:
-        used = [c for c in columns if c != target]
+        used = [c for c in columns if c not in (target, split)]
     else:
         used = [str(f) for f in features]
         unknown = [f for f in used if f not in columns]
@@ -358,9 +391,11 @@ def load_table(
             )
         if target in used:
             raise DataError(f"Column '{target}' is both data.loader.target and in data.loader.features.")
+        if split in used:
+            raise DataError(f"Column '{split}' is both data.loader.split and in data.loader.features.")
     if not used:
         raise DataError(f"'{path}' has no feature columns besides the target '{target}'.")
-    frame = frame[[*used, target]]
+    frame = frame[[*used, target, *([split] if split else [])]]
 
     # Empty cells.
     empty = frame.isna().sum()
@@ -382,6 +417,7 @@ def load_table(
         if len(frame) == 0:
             raise DataError(f"No rows of '{path}' are left after dropping those with empty cells.")
 
+    test_rows = None if split is None else _test_rows(frame[split], split, path)
     y, class_names = _class_labels(frame[target], target, path)
     if len(class_names) < 2:
         raise DataError(
@@ -436,6 +472,31 @@ def load_table(
         y=y,
         feature_names=names,
         class_names=class_names,
-        source=f"'{path}'",
+        test_rows=test_rows,
+        source=f"'{path}'" if split is None else f"'{path}' (split by column '{split}')",
         uri=str(Path(path).resolve()),
     )
+
+
+SPLIT_VALUES = ("train", "test")
+
+
+def _test_rows(values: Any, column: str, path: str) -> np.ndarray:
+    """The rows column ``column`` marks ``test`` (case and spaces aside); every row must say
+    train or test, and each of the two must occur."""
+    marks = values.astype("string").str.strip().str.lower()
+    bad = marks[~marks.isin(SPLIT_VALUES)]
+    if len(bad):
+        shown = ", ".join(repr(v) for v in list(dict.fromkeys(values[bad.index].astype("string")))[:5])
+        raise DataError(
+            f"Split column '{column}' in '{path}' must say train or test in every row; "
+            f"{len(bad)} rows say otherwise (e.g. {shown}). Fix those cells, or set data.loader.split=null "
+            "to draw a stratified test split instead."
+        )
+    for needed in SPLIT_VALUES:
+        if not (marks == needed).any():
+            raise DataError(
+                f"Split column '{column}' in '{path}' marks no row '{needed}': both a train and a test "
+                "part are needed. Mark some rows, or set data.loader.split=null for a stratified split."
+            )
+    return np.flatnonzero((marks == "test").to_numpy())

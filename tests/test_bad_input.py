@@ -37,7 +37,7 @@ import pytest
 
 from pipeline.datasets import IMAGES_MAGIC, MNIST_FILES
 from tests.conftest import FAST, ROOT, isolated_overrides
-from tests.test_datasets import table, write_mnist, write_sorted_mnist
+from tests.test_datasets import split_table, table, write_mnist, write_sorted_mnist
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 # Files the MLflow store owns; they are not any stage's output.
@@ -192,6 +192,20 @@ CASES = [
     # --- data files
     Case("csv-missing-file", "prepare", CSV, ["data.csv' does not exist", r"data\.loader\.path"]),
     Case("csv-empty-file", "prepare", CSV, ["data.csv' is empty"], setup=raw_file(b"")),
+    Case(
+        "csv-test-class-never-in-training",
+        "prepare",
+        [*CSV, "data.loader.split=part"],
+        [r"Class 'virginica' occurs in the test split \(40 rows\) but never in the train", "data.csv"],
+        setup=csv_file(split_table(test_only="virginica")),
+    ),
+    Case(
+        "csv-split-column-bad-value",
+        "prepare",
+        [*CSV, "data.loader.split=part"],
+        [r"Split column 'part' in 'data.csv' must say train or test", "'holdout'"],
+        setup=csv_file(split_table().assign(part=lambda f: f["part"].where(f.index % 7 > 0, "holdout"))),
+    ),
     Case(
         "csv-header-only",
         "prepare",

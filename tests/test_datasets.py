@@ -180,6 +180,18 @@ def table(n: int = 120, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def split_table(n: int = 120, test_only: str | None = None, train_only: str | None = None) -> pd.DataFrame:
+    """``table(n)`` with a column ``part`` marking a quarter of its rows test, the rest train;
+    ``test_only`` moves every row of that class to test, ``train_only`` every row of it to train."""
+    frame = table(n)
+    part = np.where(np.arange(n) % 4 == 0, "test", "train").astype(object)
+    if test_only:
+        part[frame["species"] == test_only] = "test"
+    if train_only:
+        part[frame["species"] == train_only] = "train"
+    return frame.assign(part=part)
+
+
 def write(frame: pd.DataFrame, path: Path) -> str:
     if path.suffix == ".parquet":
         frame.to_parquet(path)
@@ -549,3 +561,50 @@ def test_a_null_scaler_leaves_the_features_as_loaded(make_cfg: Callable[..., Con
     assert summary["scaler"] == "FunctionTransformer"
     assert np.array_equal(arrays["X_test"], arrays["X_test_raw"])  # digits' pixel values 0..16
     assert arrays["X_train"].max() == 16.0
+
+
+def test_a_table_with_its_own_split_keeps_it_and_checks_its_classes(tmp_path: Path) -> None:
+    frame = split_table().assign(part=lambda f: f["part"].str.upper().str.pad(7))  # " TEST" works too
+    path = write(frame, tmp_path / "flowers.csv")
+    ds = datasets.load_table(path, target="species", split="part")
+    assert "part" not in ds.feature_names
+    assert ds.test_rows is not None and ds.test_rows.tolist() == list(range(0, 120, 4))
+    arrays, summary = prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+    assert summary["test_split"] == "official" and summary["sizes"]["test"] == 30
+
+    # A class only in the test rows stops prepare, naming it and the file.
+    path = write(split_table(test_only="virginica"), tmp_path / "sorted.csv")
+    ds = datasets.load_table(path, target="species", split="part")
+    with pytest.raises(
+        DataError, match=r"Class 'virginica' occurs in the test split \(40 rows\).*sorted\.csv"
+    ):
+        prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+
+    # A class only in the train rows is a warning, in the summary.
+    path = write(split_table(train_only="setosa"), tmp_path / "no_setosa_test.csv")
+    ds = datasets.load_table(path, target="species", split="part")
+    _, summary = prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+    assert summary["class_balance"]["test"][ds.class_names.index("setosa")] == 0
+    assert summary["warnings"] == [
+        f"Class 'setosa' of the train split never occurs in the test split (from '{path}' (split by "
+        "column 'part')): the test metrics say nothing about it."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("frame", "split", "message"),
+    [
+        (split_table(), "fold", r"data\.loader\.split='fold' is not in .*its columns are: length"),
+        (split_table(), "species", r"'species' is both data\.loader\.target and data\.loader\.split"),
+        (split_table().assign(part="train"), "part", r"marks no row 'test'"),
+        (
+            split_table().assign(part=lambda f: f["part"].where(f.index != 3, None)),
+            "part",
+            r"1 rows say otherwise",
+        ),
+    ],
+)
+def test_a_bad_split_column_is_named(frame: pd.DataFrame, split: str, message: str, tmp_path: Path) -> None:
+    path = write(frame, tmp_path / "t.csv")
+    with pytest.raises(DataError, match=message):
+        datasets.load_table(path, target="species", split=split, missing="mean")
