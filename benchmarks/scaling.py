@@ -1,7 +1,7 @@
 """Which scaling trains better on MNIST-shaped images: per-pixel standardisation or /255?
 
-    python -m benchmarks.scaling              # 3 seeds, 12,000 + 3,000 images, 5 epochs
-    python -m benchmarks.scaling --epochs 20  # the same, trained longer
+    python -m benchmarks.scaling              # 3 seeds, 12,000 + 3,000 images, up to 60 epochs
+    python -m benchmarks.scaling --epochs 5   # the same, at most 5 epochs
     python -m benchmarks.scaling --quick      # smoke test: 1 seed, 1 epoch
 
 No MNIST files ship with glassnet, so the images are MNIST-shaped from scikit-learn's digits:
@@ -9,14 +9,16 @@ each 8 x 8 digit is enlarged to 20 x 20, set to 0-255 and placed in a 28 x 28 fr
 offset around the centre (as MNIST centres its 20 x 20 digits by their centre of mass), so the
 border pixels hold ink in only a few images, as in MNIST. Train and test images come from
 disjoint digits. Each side goes through glassnet's own prepare core (the scaler fitted on
-train only) and the default network and optimizer (MLP 784-128-10, Adam 1e-3, batch 64), with
-the same seeds; it prints test accuracy, test log loss and the largest scaled test value.
+train only) and the default network and optimizer (MLP 784-128-10, Adam 1e-3, batch 64), keeping the epoch of
+lowest validation loss with early stopping (patience 10) as the train stage does, with the same
+seeds; it prints test accuracy, test log loss, the epoch kept and the largest scaled test value.
 """
 
 from __future__ import annotations
 
 import functools
 import statistics
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -66,6 +68,7 @@ def mnist_like(n_train: int, n_test: int, seed: int = 0) -> Dataset:
 def train_and_test(ds: Dataset, scaler: Any, seed: int, epochs: int) -> dict[str, float]:
     import pytorch_lightning as pl
     import torch
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from pipeline import prepare, train
     from pipeline.model import MLP
@@ -73,15 +76,20 @@ def train_and_test(ds: Dataset, scaler: Any, seed: int, epochs: int) -> dict[str
     arrays, _ = prepare.prepare(ds, scaler, 0.2, 0.1, seed)
     pl.seed_everything(seed, verbose=False)
     net = MLP(arrays["X_train"].shape[1], 10, hidden_sizes=[128], activation="relu", dropout=0.2)
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    train.fit(net, functools.partial(torch.optim.Adam, lr=1e-3), arrays, trainer, 64, seed)
+    with tempfile.TemporaryDirectory() as folder:
+        # As the train stage selects: the epoch of lowest validation loss, early stopping after 10.
+        best = ModelCheckpoint(dirpath=folder, monitor="val_loss", mode="min")
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            logger=False,
+            callbacks=[best, EarlyStopping(monitor="val_loss", mode="min", patience=10)],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        train.fit(net, functools.partial(torch.optim.Adam, lr=1e-3), arrays, trainer, 64, seed)
+        net.load_state_dict(train.best_weights(best.best_model_path))
+        best_epoch = int(torch.load(best.best_model_path, weights_only=True)["epoch"]) + 1
     net.eval()
     with torch.no_grad():
         logits = net(torch.from_numpy(arrays["X_test"]))
@@ -90,12 +98,13 @@ def train_and_test(ds: Dataset, scaler: Any, seed: int, epochs: int) -> dict[str
         "accuracy": float((logits.argmax(1) == y).float().mean()),
         "log_loss": float(torch.nn.functional.cross_entropy(logits, y)),
         "max_test_value": float(np.abs(arrays["X_test"]).max()),
+        "best_epoch": best_epoch,
     }
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--epochs", type=int, default=5, help="epochs per fit")
+    p.add_argument("--epochs", type=int, default=60, help="most epochs per fit (the train stage's default)")
     args = p.parse_args()
     setup_logging()
     import logging
@@ -122,16 +131,25 @@ def main() -> None:
         found = [train_and_test(ds, make(), seed, epochs) for seed in seeds]
         acc = [f["accuracy"] for f in found]
         loss = [f["log_loss"] for f in found]
+        kept = [f["best_epoch"] for f in found]
         rows.append(
             [
                 label,
+                f"{statistics.median(kept):.0f} [{min(kept)}..{max(kept)}]",
                 f"{statistics.median(acc):.4f} [{min(acc):.4f}..{max(acc):.4f}]",
                 f"{statistics.median(loss):.4f} [{min(loss):.4f}..{max(loss):.4f}]",
                 f"{found[0]['max_test_value']:.1f}",
             ]
         )
     table(
-        ["scaler", "test accuracy (median [min..max])", "test log loss", "largest |scaled test value|"], rows
+        [
+            "scaler",
+            "epoch kept",
+            "test accuracy (median [min..max])",
+            "test log loss",
+            "largest |scaled test value|",
+        ],
+        rows,
     )
 
 

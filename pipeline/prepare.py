@@ -234,11 +234,11 @@ def load_dataset(loader: Any) -> Dataset:
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    ds = load_dataset(cfg.data.loader)
-    try:
+    try:  # before the data are read: a bad key fails at once
         scaler = instantiate(cfg.data.scaler)
     except InstantiationException as err:
         raise ConfigError(f"Config key 'data.scaler' cannot be built: {err}") from err
+    ds = load_dataset(cfg.data.loader)
     arrays, summary = prepare(ds, scaler, cfg.data.test_size, cfg.data.val_size, cfg.seed)
     summary["loader"] = str(cfg.data.loader.get("_target_", ""))
     datasets.check_batch_size(summary["sizes"]["train"], cfg.train.batch_size)

@@ -200,6 +200,12 @@ CASES = [
         setup=csv_file(split_table(test_only="virginica")),
     ),
     Case(
+        "mnist-scaler-max-value-zero",
+        "prepare",
+        [*MNIST, "data.scaler.max_value=0"],
+        [r"Config key 'data\.scaler' cannot be built", r"'data\.scaler\.max_value' = 0 must be positive"],
+    ),
+    Case(
         "csv-split-column-bad-value",
         "prepare",
         [*CSV, "data.loader.split=part"],

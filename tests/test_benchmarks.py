@@ -64,3 +64,24 @@ def test_memory() -> None:
 def test_data_io() -> None:
     out = bench("data_io")
     assert "| reference" in out and "| glassnet" in out and "| compressed" in out
+
+
+@pytest.mark.slow  # two fits on 2,500 MNIST-shaped images
+def test_scaling() -> None:
+    out = bench("scaling")
+    assert "| per-pixel StandardScaler" in out and "| divide by 255 (PixelScale)" in out
+    assert "test log loss" in out and "epoch kept" in out
+
+
+def test_mnist_like_images_have_rarely_inked_borders() -> None:
+    """The study's images: 28 x 28, 0-255, disjoint train/test digits, ink at the border rare."""
+
+    from benchmarks.scaling import mnist_like
+
+    ds = mnist_like(600, 200)
+    assert ds.X.shape == (800, 784) and ds.X.min() == 0 and ds.X.max() == 255
+    assert ds.test_rows is not None and ds.test_rows.tolist() == list(range(600, 800))
+    inked = (ds.X.reshape(-1, 28, 28)[:600] > 0).mean(axis=0)
+    assert inked[14, 14] > 0.3  # the centre is often inked
+    # ... and dozens of pixels toward the border in under 1% of the images (MNIST's rare border ink)
+    assert ((inked > 0) & (inked < 0.01)).sum() > 30
