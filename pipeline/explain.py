@@ -706,6 +706,7 @@ POOL_FIGURES = ("class_importance", "examples_correct", "examples_wrong", "beesw
 
 
 def run(cfg: Config) -> dict[str, Any]:
+    progress.mode()  # a bad GLASSNET_PROGRESS stops the stage now, not minutes in
     ecfg = cfg.explain
     arrays, summary = artifacts.load_data(cfg)
     n_samples, n_background, notes = sample_sizes(

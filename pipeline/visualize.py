@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline import artifacts, io, layout, model, parallel, plots, projection, stats
+from pipeline import artifacts, io, layout, model, parallel, plots, progress, projection, stats
 from pipeline.config import Config
 from pipeline.tracking import records, runs
 
@@ -291,6 +291,7 @@ def network_record(
 
 
 def run(cfg: Config) -> dict[str, float]:
+    progress.mode()  # a bad GLASSNET_PROGRESS stops the stage now, not in the t-SNE worker
     started = time.perf_counter()
     vcfg = cfg.visualize
     settings: dict[str, Any] = {

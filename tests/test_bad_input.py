@@ -368,6 +368,14 @@ CASES = [
         [r"artifacts/prepare/\S+' does not exist", "run the 'prepare' stage first"],
     ),
     Case(
+        "progress-variable-unknown",
+        "explain",
+        [],
+        [r"Environment variable GLASSNET_PROGRESS='loud' is not one of auto, always \(1\), never \(0\)"],
+        copy=("prepare", "train"),
+        env={"GLASSNET_PROGRESS": "loud"},
+    ),
+    Case(
         "explain-before-train",
         "explain",
         [],
