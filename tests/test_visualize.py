@@ -193,7 +193,8 @@ def test_stage_on_digits_draws_every_figure_and_records_metrics(small_run) -> No
     cfg, results = small_run
     out = _check_stage(cfg, IMAGE_FIGURES)
     metrics, record = out["metrics"], out["record"]
-    assert metrics == results["visualize"]
+    # Equal up to rounding: PCA's sums may take another order from one process to the next.
+    assert metrics == pytest.approx(results["visualize"], rel=1e-9)
     assert metrics["n_parameters"] == 64 * 128 + 128 + 128 * 10 + 10
     assert 0.0 <= metrics["layer1_dead_fraction"] <= 1.0
     assert "viz_layer1_dead_fraction" in out["mlflow"]
