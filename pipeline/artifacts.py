@@ -14,7 +14,7 @@ from pipeline import io, layout
 from pipeline.config import Config
 
 if TYPE_CHECKING:
-    from pipeline.model import MLP
+    from pipeline.model import Shaped
 
 
 def load_data(cfg: Config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -23,8 +23,17 @@ def load_data(cfg: Config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return arrays, io.read_json(layout.summary_file(cfg), "prepare")
 
 
-def load_model(cfg: Config) -> MLP:
-    """The trained network (eval mode), as the train stage saved it."""
+def input_shape(summary: dict[str, Any]) -> tuple[int, ...]:
+    """The shape of one row as the network takes it: (channels, height, width) for images
+    (one channel: the loaders' images are greyscale), (features,) for tables."""
+    if summary.get("image_shape"):
+        return (1, *(int(d) for d in summary["image_shape"]))
+    return (int(summary["n_features"]),)
+
+
+def load_model(cfg: Config) -> Shaped:
+    """The trained network (eval mode), as the train stage saved it, seen through ``model.Shaped``
+    (flat rows in, logits out; ``.net`` is the network itself)."""
     from pipeline import model
 
     return model.load(layout.model_file(cfg))

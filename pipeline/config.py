@@ -64,10 +64,38 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """The tutorial's MLP (``model=mlp``, the default)."""
+
     _target_: str = "pipeline.model.MLP"
     hidden_sizes: list[int] = field(default_factory=lambda: [128])
     activation: Activation = Activation.relu
     dropout: float = 0.2
+
+
+class Pool(str, enum.Enum):
+    max = "max"
+    avg = "avg"
+    none = "none"
+
+
+@dataclass
+class CNNConfig:
+    """The small convolutional network (``model=cnn``)."""
+
+    _target_: str = "pipeline.model.CNN"
+    channels: list[int] = field(default_factory=lambda: [16, 32])
+    kernel_size: int = 3
+    pool: Pool = Pool.max
+    pool_size: int = 2
+    hidden_sizes: list[int] = field(default_factory=lambda: [64])
+    activation: Activation = Activation.relu
+    dropout: float = 0.25
+
+
+# The networks glassnet ships, by ``_target_``: their keys are typed and closed, checked in every
+# stage. Any other network (``model=custom``) is open: its keys are its constructor's own, checked
+# against its signature by the train stage, which imports it.
+MODEL_SCHEMAS: dict[str, type] = {"pipeline.model.MLP": ModelConfig, "pipeline.model.CNN": CNNConfig}
 
 
 @dataclass
@@ -230,7 +258,8 @@ class PathsConfig:
 class Config:
     seed: int = 42
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # Typed by its ``_target_`` (see MODEL_SCHEMAS and to_config).
+    model: Any = field(default_factory=lambda: OmegaConf.structured(ModelConfig))
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -257,9 +286,6 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("seed", lambda v: v >= 0, "a non-negative integer"),
     ("data.test_size", lambda v: 0 < v < 1, "a fraction in (0, 1)"),
     ("data.val_size", lambda v: 0 < v < 1, "a fraction in (0, 1)"),
-    ("model.hidden_sizes", lambda v: len(v) > 0, "a non-empty list of layer widths, e.g. [128]"),
-    ("model.hidden_sizes", lambda v: all(h > 0 for h in v), "positive layer widths"),
-    ("model.dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
     ("optim.lr", lambda v: v > 0, "a positive learning rate, e.g. 0.001"),
     ("optim.weight_decay", lambda v: v >= 0, "non-negative"),
     ("trainer.max_epochs", lambda v: v >= 1, "at least 1"),
@@ -285,9 +311,29 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
 ]
 
 
+_WIDTHS = ("model.hidden_sizes", lambda v: all(h > 0 for h in v), "positive layer widths")
+_DROPOUT = ("model.dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)")
+# Ranges of the shipped networks' keys, by ``_target_``.
+_MODEL_RANGES: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
+    "pipeline.model.MLP": [
+        ("model.hidden_sizes", lambda v: len(v) > 0, "a non-empty list of layer widths, e.g. [128]"),
+        _WIDTHS,
+        _DROPOUT,
+    ],
+    "pipeline.model.CNN": [
+        ("model.channels", lambda v: len(v) > 0, "a non-empty list of channel counts, e.g. [16, 32]"),
+        ("model.channels", lambda v: all(c > 0 for c in v), "positive channel counts"),
+        ("model.kernel_size", lambda v: v >= 1, "at least 1"),
+        ("model.pool_size", lambda v: v >= 1, "at least 1"),
+        _WIDTHS,
+        _DROPOUT,
+    ],
+}
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value is out of range."""
-    for key, ok, expected in _RANGES:
+    for key, ok, expected in [*_RANGES, *_MODEL_RANGES.get(str(cfg.model.get("_target_")), [])]:
         value = OmegaConf.select(cfg, key)
         if not ok(value):
             raise ConfigError(
@@ -329,14 +375,42 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
     """
     schema = OmegaConf.structured(Config)
     typed, extras = _split_open(cfg)
+    network = typed.pop("model", None)
     merged = OmegaConf.merge(schema, typed)
     assert isinstance(merged, DictConfig)
     for section, values in extras.items():
         with open_dict(merged[section]):
             for key, value in values.items():
                 merged[section][key] = value
+    if network is not None:
+        merged.model = typed_model(network)
     validate(merged)
     return cast(Config, merged)
+
+
+def typed_model(node: Any) -> DictConfig:
+    """The ``model`` section merged into its network's schema (``MODEL_SCHEMAS``: unknown keys and
+    wrong types raise, naming ``model.<key>``), or, for any other ``_target_``, as given."""
+    if isinstance(node, DictConfig) and OmegaConf.is_missing(node, "_target_"):
+        raise ConfigError(
+            "Config key 'model._target_' has no value: name your network's class, e.g. "
+            "`model=custom model._target_=mynets.TinyNet` (its module on PYTHONPATH)."
+        )
+    target = node.get("_target_") if isinstance(node, DictConfig | dict) else None
+    if not isinstance(target, str) or not target:
+        raise ConfigError(
+            "Config key 'model._target_' is missing: name the network class, e.g. model=mlp, model=cnn, "
+            "or model=custom model._target_=mynets.TinyNet."
+        )
+    schema = MODEL_SCHEMAS.get(target)
+    if schema is None:
+        open_node = OmegaConf.create(node)
+        assert isinstance(open_node, DictConfig)
+        return open_node
+    # Merged under a "model" key, so an error names the full key (model.hidden_sizes).
+    merged = OmegaConf.merge(OmegaConf.create({"model": OmegaConf.structured(schema)}), {"model": node})
+    assert isinstance(merged, DictConfig)
+    return cast(DictConfig, merged.model)
 
 
 def _locate(path: str, key: str) -> Any:

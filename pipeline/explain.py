@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +97,27 @@ def deep_shap(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np
     return values, _per_sample(base, len(X))
 
 
+# What computes each explainer's values, as the report names it.
+PATHS = {
+    "gradient": "shap.GradientExplainer",
+    "permutation": "shap.PermutationExplainer",
+    "partition": "shap.PartitionExplainer",
+    "kernel": "shap.KernelExplainer",
+}
+
+
+def explainer_path(name: str, net: nn.Module) -> str:
+    """What computes explainer ``name``'s values for ``net``: for deep, the closed form where the
+    network is an MLP (``fast_deep.layers_of``), else shap.DeepExplainer."""
+    if name == "deep":
+        return (
+            "closed form (pipeline.fast_deep)"
+            if fast_deep.layers_of(net) is not None
+            else "shap.DeepExplainer"
+        )
+    return PATHS[name]
+
+
 # Leaf modules shap.DeepExplainer has a rule for (its PyTorch op handlers; layers it does not know
 # it passes through with only a warning).
 DEEP_LAYERS = frozenset(
@@ -150,7 +172,20 @@ def shap_deep(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np
         )
     net.eval()
     explainer = shap.DeepExplainer(net, torch.from_numpy(background))
-    values = _as_nfc(explainer.shap_values(torch.from_numpy(X), check_additivity=False))
+    # shap's rule for max pooling calls max_unpool2d, which torch flags as nondeterministic (on
+    # CUDA): where deterministic algorithms are on (a Trainer with deterministic=True ran in this
+    # process), that flag would stop the explanation, so it only warns here.
+    strict = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        if strict:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"max_unpooling\w* does not have a deterministic")
+            values = _as_nfc(explainer.shap_values(torch.from_numpy(X), check_additivity=False))
+    finally:
+        if strict:
+            torch.use_deterministic_algorithms(True, warn_only=warn_only)
     return values, _per_sample(np.asarray(explainer.expected_value), len(X))
 
 
@@ -744,13 +779,14 @@ def run(cfg: Config) -> dict[str, Any]:
         "n_background_requested": ecfg.n_background,
     }
     io.write_npz(layout.shap_file(cfg), **result.arrays)
-    io.write_json(cfg.paths.explain_metrics, metrics)
+    io.write_json(cfg.paths.explain_metrics, {**metrics, "path": explainer_path(name, net)})
     prefixed = {f"shap_{k}": v for k, v in metrics.items()}
     records.write(layout.mlflow_record(cfg.paths.explain), run_info, prefixed, figures, "explain")
     log.info(
-        "SHAP (%s) on %d samples vs %d background rows in %.1f s: additivity error max %.2e; "
+        "SHAP (%s, %s) on %d samples vs %d background rows in %.1f s: additivity error max %.2e; "
         "faithfulness area %.3f; agreement with Integrated Gradients: median Spearman %.2f",
         name,
+        explainer_path(name, net),
         metrics["n_samples"],
         metrics["n_background"],
         metrics["explainer_seconds"],

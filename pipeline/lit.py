@@ -287,7 +287,7 @@ def pick(trainer: pl.Trainer, keys: tuple[str, ...]) -> dict[str, float]:
 
 
 class WeightHistory(pl.Callback):
-    """Quantiles of each Linear layer's weights and biases before training (epoch 0)
+    """Quantiles of each Linear and convolutional layer's weights and biases before training (epoch 0)
     and after every training epoch (epoch k = after k epochs), to show how the
     weight distributions moved. Cheap: one quantile pass per layer per epoch."""
 
@@ -303,7 +303,7 @@ class WeightHistory(pl.Callback):
         self.epochs.append(epoch)
         # Names as in the saved MLP's state dict ("net.0"), not the LightningModule's.
         for name, layer in getattr(pl_module, "net", pl_module).named_modules():
-            if not isinstance(layer, nn.Linear):
+            if not isinstance(layer, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
                 continue
             entry = self.layers.setdefault(
                 name, {"shape": list(layer.weight.shape), "weight": [], "bias": [], "weight_std": []}

@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from pipeline import figures, io, layout
+from pipeline.arch import summary_line
 from pipeline.config import Config
 from pipeline.figures import SECTIONS
 from pipeline.html import ReportFigure, embed_figure, fmt_num, fmt_pct, render_page
@@ -212,10 +213,7 @@ def build_context(cfg: Config) -> dict[str, Any]:
     arch = run["arch"]
     uri = run["tracking_uri"]
     is_server = uri.startswith(("http://", "https://"))
-    model_text = (
-        f"MLP {arch['in_features']} → {' → '.join(str(h) for h in arch['hidden_sizes'])} → "
-        f"{arch['n_classes']} ({arch['activation']}, dropout {arch['dropout']})"
-    )
+    model_text = summary_line(arch)
     return {
         "title": cfg.report.title,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

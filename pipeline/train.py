@@ -12,11 +12,13 @@ the per-epoch history (a DVC plot) and the train metrics (a DVC metric).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,9 +30,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from pipeline import artifacts, datasets, io, layout, parallel
+from pipeline.arch import summary_line
 from pipeline.config import Config
-from pipeline.errors import ConfigError, TrainingError
-from pipeline.tracking import inputs, location, models, provenance, runs
+from pipeline.errors import ConfigError, GlassnetError, TrainingError
+from pipeline.tracking import inputs, location, models, provenance, runs, store
 
 # torch and Lightning (~4 s to import) are imported where used, after the MLflow worker process
 # has started, so the two start-ups overlap (see run).
@@ -39,8 +42,8 @@ if TYPE_CHECKING:
 
     import pytorch_lightning as pl
     import torch
+    from torch import nn
 
-    from pipeline import model
     from pipeline.lit import Classifier, Optimization
     from pipeline.tracking.logger import PoolLogger
 
@@ -49,9 +52,77 @@ log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 
 
-def build_net(cfg: Config, in_features: int, n_classes: int) -> model.MLP:
-    net: model.MLP = instantiate(cfg.model, in_features=in_features, n_classes=n_classes)
-    return net
+def build_net(cfg: Config, input_shape: Sequence[int], n_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The network ``model._target_`` names, with the ``model`` keys as its arguments and the data's
+    shape and class count for the arguments that name them (``model.SHAPE_ARGUMENTS``); and the
+    arguments used. Checked before any training: a key the constructor does not take or needs, a
+    class that cannot be imported, an output that is not (batch, classes) each stop with a line
+    naming the key or the shape."""
+    import torch
+    from hydra.utils import get_class
+
+    from pipeline import model
+    from pipeline.config import check_arguments
+
+    target = str(cfg.model._target_)
+    try:
+        cls = get_class(target)
+    except Exception as err:  # Hydra raises ImportError or ValueError, depending on what failed
+        cause = err.__cause__ or err  # Hydra's own message spans lines; the import's error says it
+        raise ConfigError(
+            f"Config key 'model._target_' = {target!r} cannot be imported ({type(cause).__name__}: "
+            f"{' '.join(str(cause).split())}). Check the name, and that its module is on PYTHONPATH "
+            "(e.g. `PYTHONPATH=. python -m pipeline.train`)."
+        ) from err
+    raw = OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True)
+    assert isinstance(raw, dict)
+    given: dict[str, Any] = {
+        str(k): v for k, v in raw.items() if not (str(k).startswith("_") and str(k).endswith("_"))
+    }
+    reserved = {name: "it passes the data's shape and class count" for name in model.SHAPE_ARGUMENTS}
+    check_arguments(cfg.model, "model", reserved=reserved)
+    arguments: dict[str, Any] = {**model.shape_arguments(cls, input_shape, n_classes), **given}
+    params = inspect.signature(cls).parameters
+    for name, p in params.items():
+        if (
+            p.default is inspect.Parameter.empty
+            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            and name not in arguments
+        ):
+            raise ConfigError(
+                f"Config key 'model.{name}' is required by {target}: set it, e.g. `+model.{name}=...` "
+                f"(the train stage passes only {', '.join(model.SHAPE_ARGUMENTS)} itself)."
+            )
+    try:
+        net = model.build(target, arguments)
+    except GlassnetError:
+        raise
+    except Exception as err:  # the user's constructor rejected its arguments
+        raise ConfigError(
+            f"model._target_ {target} could not be built from model.*: {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(net, torch.nn.Module):
+        raise ConfigError(f"model._target_ {target} made a {type(net).__name__}, not a torch.nn.Module.")
+    probe = torch.zeros(2, *input_shape)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(probe)
+    except Exception as err:  # noqa: BLE001 -- any failure of the user's forward is reported the same way
+        raise ConfigError(
+            f"model._target_ {target} fails on a batch of shape {tuple(probe.shape)} (batch, "
+            f"*input_shape): {type(err).__name__}: {err}. The data's rows have shape {tuple(input_shape)}."
+        ) from err
+    finally:
+        net.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(
+            f"model._target_ {target} returns {shape} for a batch of shape {tuple(probe.shape)}: "
+            f"it must return logits shaped (batch, classes) = (2, {n_classes})."
+        )
+    return net, arguments
 
 
 def optimizer_factory(cfg: Config) -> Optimization:
@@ -281,12 +352,21 @@ def run(cfg: Config) -> dict[str, Any]:
             stale = (partial / "run_id").read_text().strip()
         shutil.rmtree(partial, ignore_errors=True)
     if runs.launch_rank() != 0:  # under DDP only rank 0 tracks
-        return _train(cfg, arrays, summary, None, partial, ckpt_path, tags)
+        net, arguments, trainer, roles = _build(cfg, arrays, summary, False, partial)
+        return _train(cfg, arrays, summary, net, arguments, trainer, roles, None, partial, ckpt_path, tags)
 
-    # MLflow lives in a process-pool worker, started now: it imports MLflow, opens the store and
-    # makes the run (~2.3 s) while this process imports torch and Lightning, and logs each epoch
-    # while the next one trains. Niced: at equal priority it slowed the fit from 2.5 s to 4.4 s.
+    # MLflow lives in a process-pool worker, started before this stage was imported: it imports
+    # MLflow and opens the store while this process imports torch and Lightning, and logs each
+    # epoch while the next one trains. Niced: at equal priority it slowed the fit from 2.5 s to 4.4 s.
     with parallel.stage_pool("train") as pool:
+        opened = pool.submit(store.ensure_experiment, uri, cfg.tracking.experiment)
+        from pipeline.tracking.logger import PoolLogger  # imports Lightning, meanwhile
+
+        # The network and the Trainer are built and checked before the run opens: a bad model or
+        # Trainer key stops here, leaving no FAILED run behind in the user's MLflow list.
+        logger = PoolLogger(pool, uri)
+        net, arguments, trainer, roles = _build(cfg, arrays, summary, logger, partial)
+        opened.result()
         # MLflow's source tags, taken here: the worker's command line is not the stage's.
         source = {"mlflow.source.name": sys.argv[0], "mlflow.source.type": "LOCAL"}
         params = runs.flatten(tracked_config(cfg))
@@ -296,8 +376,6 @@ def run(cfg: Config) -> dict[str, Any]:
         )
         pool.submit(models.warm_up)  # what _finish's model logging needs, while this process trains
         try:
-            from pipeline.tracking.logger import PoolLogger  # imports Lightning, meanwhile
-
             mlflow_run = started.result()
             if mlflow_run.warning:
                 log.warning("%s", mlflow_run.warning)
@@ -307,7 +385,7 @@ def run(cfg: Config) -> dict[str, Any]:
                     "was still RUNNING: marked KILLED",
                     mlflow_run.killed,
                 )
-            logger = PoolLogger(pool, uri, mlflow_run.run_id, mlflow_run.experiment_id)
+            logger.attach(mlflow_run.run_id, mlflow_run.experiment_id)
             if not mlflow_run.resumed:  # a resumed run holds its inputs already
                 # The splits as the run's MLflow dataset inputs; ``logger.wait`` collects the task.
                 digests = inputs.split_digests(data_md5s)
@@ -325,11 +403,25 @@ def run(cfg: Config) -> dict[str, Any]:
                         digests,
                     )
                 )
-            return _train(cfg, arrays, summary, logger, partial, ckpt_path, tags)
+            return _train(
+                cfg, arrays, summary, net, arguments, trainer, roles, logger, partial, ckpt_path, tags
+            )
         except BaseException as err:
             killed = isinstance(err, KeyboardInterrupt | SystemExit)
             _end_run(pool, uri, started, "KILLED" if killed else "FAILED")
             raise
+
+
+def _build(
+    cfg: Config, arrays: dict[str, np.ndarray], summary: dict[str, Any], logger: Any, partial: Path
+) -> tuple[torch.nn.Module, dict[str, Any], pl.Trainer, dict[str, Any]]:
+    """The seeded network (and its constructor arguments) and the Trainer, both checked."""
+    import pytorch_lightning as pl
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    net, arguments = build_net(cfg, artifacts.input_shape(summary), summary["n_classes"])
+    trainer, roles = build_trainer(cfg, logger, partial, train_rows=len(arrays["y_train"]))
+    return net, arguments, trainer, roles
 
 
 def _end_run(pool: Executor, uri: str, started: Future[runs.Started], status: str) -> None:
@@ -351,18 +443,15 @@ def _train(
     cfg: Config,
     arrays: dict[str, np.ndarray],
     summary: dict[str, Any],
+    net: torch.nn.Module,
+    arguments: dict[str, Any],
+    trainer: pl.Trainer,
+    roles: dict[str, Any],
     logger: PoolLogger | None,
     partial: Path,
     ckpt_path: Path | None,
     tags: dict[str, str],
 ) -> dict[str, Any]:
-    import pytorch_lightning as pl
-
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    net = build_net(cfg, summary["n_features"], summary["n_classes"])
-    trainer, roles = build_trainer(
-        cfg, logger if logger is not None else False, partial, train_rows=len(arrays["y_train"])
-    )
     if trainer.is_global_zero:
         if logger is None:
             raise TrainingError(
@@ -372,27 +461,24 @@ def _train(
         io.write_text(partial / "run_id", logger.run_id)
         io.write_text(partial / "config.yaml", resumable_config(cfg))
     started = datetime.now(timezone.utc)
-    fit(
-        net,
-        optimizer_factory(cfg),
-        arrays,
-        trainer,
-        cfg.train.batch_size,
-        cfg.seed,
-        ckpt_path,
-    )
+    # Images reach the network with their shape (channels, height, width); tables as rows.
+    shape = artifacts.input_shape(summary)
+    shaped = {k: v.reshape(len(v), *shape) if k.startswith("X_") else v for k, v in arrays.items()}
+    fit(net, optimizer_factory(cfg), shaped, trainer, cfg.train.batch_size, cfg.seed, ckpt_path)
     check_finite(roles["history"].rows)
     if not trainer.is_global_zero or logger is None:
         # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
         if logger is not None:  # the environment named no rank, yet Lightning made this one non-zero
             logger.pool.submit(runs.terminate, logger.uri, logger.run_id, "KILLED").result()
         return {"rank": trainer.global_rank, "objective": float("nan")}
-    return _finish(cfg, net, arrays, roles, partial, logger, tags, started)
+    return _finish(cfg, net, arguments, shape, arrays, roles, partial, logger, tags, started)
 
 
 def _finish(
     cfg: Config,
-    net: model.MLP,
+    net: torch.nn.Module,
+    arguments: dict[str, Any],
+    shape: tuple[int, ...],
     arrays: dict[str, np.ndarray],
     roles: dict[str, Any],
     partial: Path,
@@ -416,7 +502,8 @@ def _finish(
         "n_parameters": model.n_parameters(net),
     }
     staged_model = partial / "model.pt"
-    model.save(net, staged_model)
+    target = str(cfg.model._target_)
+    model.save(net, staged_model, target=target, arguments=arguments, input_shape=shape)
     logger.wait()  # every epoch is in the run (raises the error of one that is not)
     pool, uri, run_id = logger.pool, logger.uri, logger.run_id
     fmt = cfg.tracking.model_format.value
@@ -442,7 +529,7 @@ def _finish(
                 **tags,
                 "started": started.isoformat(timespec="seconds"),
                 "layers": model.describe(net),
-                "arch": net.arch,
+                "arch": {"_target_": target, **model.plain(arguments)},
             },
         )
         io.write_csv(
@@ -454,7 +541,7 @@ def _finish(
         io.write_json(layout.weight_history_file(cfg), weight_history.to_dict())
     log.info(
         "Trained %s: best val_loss %.4f, val_acc %.4f at epoch %d; MLflow run %s (%s)",
-        net.arch,
+        summary_line({"_target_": target, **model.plain(arguments)}),
         best["val_loss"],
         best["val_acc"],
         best["epoch"],

@@ -38,61 +38,131 @@ class LayerActivations:
     """What one activation module saw and produced on the test rows."""
 
     label: str  # "hidden 1", ...
-    name: str  # module name in the MLP ("net.1")
+    name: str  # module name in the network ("net.1", "features.1")
     activation: str  # "relu" | "tanh" | "sigmoid"
-    pre: np.ndarray  # (rows, units): the Linear layer's output, the activation's input
+    pre: np.ndarray  # (rows, units): the activation's input
     post: np.ndarray  # (rows, units): the activation's output
+    # "units", or "channels" for a convolutional layer: a channel's value for a row is its mean
+    # over the image's positions (its maximum after ReLU, so a dead channel is one that never fires)
+    per: str = "units"
 
 
-def layer_specs(net: model.MLP) -> list[dict[str, Any]]:
-    """One entry per block of the network, input to output, for the diagram and the table."""
-    arch = net.arch
+WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+POOLING = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def _leaf_modules(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in net.named_modules() if name and not list(m.children())]
+
+
+def _kind(layer: nn.Module) -> str:
+    if isinstance(layer, nn.Linear):
+        return "linear"
+    if isinstance(layer, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+        return "conv"
+    if isinstance(layer, POOLING):
+        return "pool"
+    if isinstance(layer, nn.Dropout | nn.Dropout2d):
+        return "dropout"
+    if isinstance(layer, nn.Flatten):
+        return "flatten"
+    if isinstance(layer, tuple(model.ACTIVATIONS.values())):
+        return "activation"
+    return "layer"
+
+
+def layer_specs(net: model.Shaped) -> list[dict[str, Any]]:
+    """One entry per leaf module of the network in the order a forward pass runs them, with the
+    shape of its output for one row (one forward pass with hooks), for the diagram and the table."""
+    inner = net.net
+    seen: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    handles = []
+    for name, module in _leaf_modules(inner):
+
+        def hook(mod: nn.Module, _inputs: Any, output: Any, name: str = name) -> None:
+            if isinstance(output, torch.Tensor):
+                seen.append((name, mod, tuple(int(d) for d in output.shape[1:])))
+
+        handles.append(module.register_forward_hook(hook))
+    was_training = inner.training
+    inner.eval()
+    try:
+        with torch.inference_mode():
+            out = net(torch.zeros(1, int(np.prod(net.input_shape))))
+    finally:
+        inner.train(was_training)
+        for handle in handles:
+            handle.remove()
+    shape = list(net.input_shape)
     specs: list[dict[str, Any]] = [
-        {"kind": "input", "name": "input", "width": arch["in_features"], "params": 0}
+        {"kind": "input", "name": "input", "width": int(np.prod(shape)), "shape": shape, "params": 0}
     ]
-    width = arch["in_features"]
-    for name, layer in net.net.named_children():
-        entry: dict[str, Any] = {"name": f"net.{name}", "params": model.n_parameters(layer)}
+    for name, layer, out_shape in seen:
+        entry: dict[str, Any] = {
+            "name": name,
+            "kind": _kind(layer),
+            "type": type(layer).__name__,
+            "shape": list(out_shape),
+            "width": int(np.prod(out_shape)),
+            "params": model.n_parameters(layer),
+        }
         if isinstance(layer, nn.Linear):
-            entry.update(kind="linear", width=layer.out_features, fan_in=layer.in_features)
-            width = layer.out_features
-        elif isinstance(layer, nn.Dropout):
-            entry.update(kind="dropout", width=width, p=float(layer.p))
-        else:
-            entry.update(kind="activation", width=width, function=type(layer).__name__.lower())
+            entry.update(width=layer.out_features, fan_in=layer.in_features)
+        elif entry["kind"] == "conv":
+            entry.update(
+                kernel=list(getattr(layer, "kernel_size", [])), in_channels=getattr(layer, "in_channels", 0)
+            )
+        elif entry["kind"] == "dropout":
+            entry.update(p=float(getattr(layer, "p", 0.0)))
+        elif entry["kind"] == "activation":
+            entry.update(function=type(layer).__name__.lower())
         specs.append(entry)
-    specs.append({"kind": "output", "name": "softmax", "width": arch["n_classes"], "params": 0})
+    specs.append({"kind": "output", "name": "softmax", "width": int(out.shape[1]), "params": 0})
     return specs
 
 
-def collect_activations(net: model.MLP, X: np.ndarray) -> tuple[list[LayerActivations], np.ndarray]:
+def collect_activations(net: model.Shaped, X: np.ndarray) -> tuple[list[LayerActivations], np.ndarray]:
     """Run ``X`` through ``net`` (eval mode) with forward hooks on every activation module.
 
-    Returns the per-layer inputs/outputs of the activations and the logits (rows, classes).
+    Returns the per-layer inputs/outputs of the activations (per unit, or per channel for
+    convolutional layers: see ``LayerActivations.per``) and the logits (rows, classes).
     """
-    captured: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+    # name -> (kind, per, [pre blocks], [post blocks]), in the order the forward pass reaches them
+    captured: dict[str, tuple[str, str, list[np.ndarray], list[np.ndarray]]] = {}
     handles = []
     kinds = tuple(model.ACTIVATIONS.values())
-    for name, module in net.net.named_children():
+    for name, module in _leaf_modules(net.net):
         if isinstance(module, kinds):
 
             def hook(
                 mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor, name: str = name
             ) -> None:
                 kind = type(mod).__name__.lower()
-                captured.append((f"net.{name}", kind, inputs[0].numpy().copy(), output.numpy().copy()))
+                pre, post = inputs[0], output
+                per = "units"
+                if post.dim() > 2:  # (rows, channels, *positions): one value per channel and row
+                    per = "channels"
+                    pre = pre.flatten(2).mean(dim=2)
+                    post = post.flatten(2).amax(dim=2) if kind == "relu" else post.flatten(2).mean(dim=2)
+                entry = captured.setdefault(name, (kind, per, [], []))
+                entry[2].append(pre.numpy().copy())
+                entry[3].append(post.numpy().copy())
 
             handles.append(module.register_forward_hook(hook))
     net.eval()
+    rows = np.ascontiguousarray(X, dtype=np.float32)
     try:
         with torch.inference_mode():
-            logits = net(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).numpy()
+            # In blocks: a convolution's full output for 10,000 MNIST images is 0.5 GB per layer.
+            logits = np.concatenate(
+                [net(torch.from_numpy(rows[i : i + 1024])).numpy() for i in range(0, len(rows), 1024)]
+            )
     finally:
         for handle in handles:
             handle.remove()
     layers = [
-        LayerActivations(f"hidden {i + 1}", name, kind, pre, post)
-        for i, (name, kind, pre, post) in enumerate(captured)
+        LayerActivations(f"hidden {i + 1}", name, kind, np.concatenate(pre), np.concatenate(post), per)
+        for i, (name, (kind, per, pre, post)) in enumerate(captured.items())
     ]
     return layers, logits.astype(np.float64)
 
@@ -144,7 +214,7 @@ def projection_sample(
 
 
 def analyse(
-    net: model.MLP, arrays: dict[str, np.ndarray], summary: dict[str, Any], cfg: Config
+    net: model.Shaped, arrays: dict[str, np.ndarray], summary: dict[str, Any], cfg: Config
 ) -> dict[str, Any]:
     """Core, all but the 2-D projections: activations, their statistics, worst errors, and the
     rows to project (``projection_jobs``: (method, source) -> rows; ``projection.panels`` runs them)."""
@@ -188,7 +258,7 @@ def size_notes(vcfg: Any, n_test: int, n_units: int, n_misclassified: int) -> li
     return notes
 
 
-def metrics_of(net: model.MLP, result: dict[str, Any]) -> dict[str, float]:
+def metrics_of(net: model.Shaped, result: dict[str, Any]) -> dict[str, float]:
     """Flat metrics for DVC and MLflow: one dead/saturated fraction per hidden layer, and more."""
     metrics: dict[str, float] = {"n_parameters": float(model.n_parameters(net))}
     for i, row in enumerate(result["stats"], start=1):
@@ -199,18 +269,32 @@ def metrics_of(net: model.MLP, result: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def linear_layers(net: model.MLP) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, weight (out, in), bias (out,)) of each Linear layer, input side first."""
-    return [
-        (f"net.{name}", layer.weight.detach().numpy(), layer.bias.detach().numpy())
-        for name, layer in net.net.named_children()
-        if isinstance(layer, nn.Linear)
-    ]
+def weighted_layers(net: model.Shaped) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, weight (out, in...), bias (out,)) of each Linear and convolutional layer, input side
+    first (a convolution's weight flattened per output channel)."""
+    found = []
+    for name, layer in _leaf_modules(net.net):
+        if isinstance(layer, WEIGHTED):
+            weight = layer.weight.detach().numpy()
+            bias = layer.bias.detach().numpy() if layer.bias is not None else np.zeros(weight.shape[0])
+            found.append((name, weight.reshape(weight.shape[0], -1), bias))
+    return found
+
+
+def first_units(net: model.Shaped, n_features: int) -> np.ndarray | None:
+    """The weights (units, features) of the first layer when it is a Linear layer over every
+    input feature (an MLP's), else None (a convolution weighs a neighbourhood, not the image)."""
+    for _, layer in _leaf_modules(net.net):
+        if isinstance(layer, WEIGHTED):
+            if isinstance(layer, nn.Linear) and layer.in_features == n_features:
+                return np.asarray(layer.weight.detach().numpy())
+            return None
+    return None
 
 
 def figure_jobs(
     cfg: Config,
-    net: model.MLP,
+    net: model.Shaped,
     arrays: dict[str, np.ndarray],
     summary: dict[str, Any],
     history: dict[str, Any],
@@ -224,21 +308,24 @@ def figure_jobs(
     shape = summary["image_shape"]
     y = arrays["y_test"]
     layers: list[LayerActivations] = result["layers"]
-    linear = linear_layers(net)
-    first_weights = linear[0][1]
-    n_units = min(cfg.visualize.n_units, first_weights.shape[0])
+    weighted = weighted_layers(net)
+    first = first_units(net, len(features))
 
     jobs: dict[str, tuple[Any, ...]] = {"architecture": (layer_specs(net), shape)}
-    activations_used = sorted({layer.activation for layer in layers}) or [net.arch["activation"]]
-    x = np.linspace(-5, 5, 401)
-    curves = {name: activation_curve(name, x) for name in activations_used}
-    pre = np.concatenate([layer.pre.ravel() for layer in layers]) if layers else None
-    jobs["activation_functions"] = (x, curves, pre)
-    jobs["weight_distributions"] = (linear,)
-    if shape:
-        jobs["first_layer_images"] = (first_weights[:n_units], shape)
-    else:
-        jobs["first_layer_features"] = (first_weights[:n_units], features)
+    activations_used = sorted({layer.activation for layer in layers})
+    if activations_used:
+        x = np.linspace(-5, 5, 401)
+        curves = {name: activation_curve(name, x) for name in activations_used}
+        pre = np.concatenate([layer.pre.ravel() for layer in layers])
+        jobs["activation_functions"] = (x, curves, pre)
+    if weighted:
+        jobs["weight_distributions"] = (weighted,)
+    if first is not None:  # a first layer that weighs every input feature: its units as images
+        n_units = min(cfg.visualize.n_units, first.shape[0])
+        if shape:
+            jobs["first_layer_images"] = (first[:n_units], shape)
+        else:
+            jobs["first_layer_features"] = (first[:n_units], features)
     # History epoch k holds the weights after k epochs; the kept weights are after best_epoch + 1.
     jobs["weight_history"] = (history, best_epoch + 1)
     if layers:
@@ -263,7 +350,7 @@ def figure_jobs(
 
 
 def network_record(
-    net: model.MLP, result: dict[str, Any], summary: dict[str, Any], y: np.ndarray
+    net: model.Shaped, result: dict[str, Any], summary: dict[str, Any], y: np.ndarray
 ) -> dict[str, Any]:
     """The JSON the report reads: layer table, per-layer statistics, worst errors."""
     classes = summary["class_names"]
@@ -279,7 +366,6 @@ def network_record(
         for i in result["errors"]
     ]
     return {
-        "arch": net.arch,
         "n_parameters": model.n_parameters(net),
         "layers": layer_specs(net),
         "activation_stats": result["stats"],
@@ -329,8 +415,9 @@ def run(cfg: Config) -> dict[str, float]:
     projected = (result["projections"], labels, summary["class_names"], result["separation"])
     paths = [*figures, plots.render("projections", folder, cfg.report.dpi, *projected)]
 
-    first_units = linear_layers(net)[0][1].shape[0]
-    for note in size_notes(cfg.visualize, len(arrays["y_test"]), first_units, result["n_misclassified"]):
+    first = first_units(net, len(summary["feature_names"]))
+    n_first = first.shape[0] if first is not None else cfg.visualize.n_units
+    for note in size_notes(cfg.visualize, len(arrays["y_test"]), n_first, result["n_misclassified"]):
         log.info("%s.", note)
     metrics = metrics_of(net, result)
     io.write_json(layout.network_file(cfg), network_record(net, result, summary, arrays["y_test"]))

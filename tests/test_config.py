@@ -69,9 +69,34 @@ def test_splits_must_leave_training_data() -> None:
     "group", sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "experiment")
 )
 def test_every_group_option_validates(group: str) -> None:
+    # Options that need a value from the user (documented in their file).
+    needs = {("model", "custom"): ["model._target_=mynets.TinyNet", "+model.width=32"]}
     for option in sorted((CONF / group).glob("*.yaml")):
-        cfg = to_config(compose_conf([f"{group}={option.stem}"]))
+        cfg = to_config(compose_conf([f"{group}={option.stem}", *needs.get((group, option.stem), [])]))
         assert OmegaConf.select(cfg, group) is not None
+
+
+def test_networks_are_typed_by_their_target_and_open_otherwise() -> None:
+    cnn = to_config(compose_conf(["model=cnn", "model.channels=[8]"]))
+    assert (cnn.model.channels, cnn.model.kernel_size, cnn.model.pool.value) == ([8], 3, "max")
+    with pytest.raises(ConfigKeyError, match=r"model\.nope"):  # the shipped networks are closed
+        to_config(compose_conf(["model=cnn", "+model.nope=1"]))
+    with pytest.raises(ValidationError, match=r"model\.pool"):
+        to_config(compose_conf(["model=cnn", "model.pool=median"]))
+    with pytest.raises(ConfigError, match=r"model\.channels"):
+        to_config(compose_conf(["model=cnn", "model.channels=[]"]))
+    # A user's network: its keys are its own (checked against its signature when train builds it).
+    mine = to_config(compose_conf(["model=custom", "model._target_=mynets.TinyNet", "+model.width=32"]))
+    assert mine.model.width == 32 and mine.model._target_ == "mynets.TinyNet"
+    with pytest.raises(ConfigError, match=r"'model\._target_' has no value.*model=custom model\._target_="):
+        to_config(compose_conf(["model=custom"]))
+    lenet = to_config(compose_conf(["+experiment=lenet"]))
+    assert lenet.model._target_ == "pipeline.model.CNN"
+    assert (lenet.model.channels, lenet.model.kernel_size, lenet.model.hidden_sizes) == (
+        [6, 16],
+        5,
+        [120, 84],
+    )
 
 
 def test_keras_presets_match_the_tutorials() -> None:

@@ -315,6 +315,11 @@ def test_run_records_additivity_and_trust(small_run) -> None:  # type: ignore[no
     assert (
         -1 <= metrics["ig_spearman_q10"] <= metrics["ig_spearman_median"] <= metrics["ig_spearman_q90"] <= 1
     )
+    # The MLP's DeepSHAP values come from the closed form, and the file and the report say so.
+    assert (
+        json.loads(Path(cfg.paths.explain_metrics).read_text())["path"] == "closed form (pipeline.fast_deep)"
+    )
+    assert "explainer (closed form (pipeline.fast_deep))" in Path(cfg.paths.report).read_text()
     shap = np.load(layout.shap_file(cfg))
     assert shap["values"].shape == (24, 64, 10)
     assert shap["base"].shape == (24, 10)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from pipeline import model
-from pipeline.errors import MissingInputError
+from pipeline.errors import ConfigError, MissingInputError
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
@@ -34,13 +34,50 @@ def test_no_dropout_layer_when_rate_is_zero() -> None:
 
 
 def test_save_and_safe_load_roundtrip(tmp_path: Path) -> None:
-    net = model.MLP(6, 2, hidden_sizes=[5], activation="tanh", dropout=0.1)
-    model.save(net, tmp_path / "m.pt")
+    arguments = {"in_features": 6, "n_classes": 2, "hidden_sizes": [5], "activation": "tanh", "dropout": 0.1}
+    net = model.MLP(**arguments)
+    model.save(net, tmp_path / "m.pt")  # glassnet's own networks know their arguments
     loaded = model.load(tmp_path / "m.pt")
     x = torch.randn(3, 6)
     net.eval()
     assert torch.equal(net(x), loaded(x))
-    assert loaded.arch == net.arch
+    assert isinstance(loaded, model.Shaped) and loaded.net.arch == net.arch
+
+
+def test_a_cnn_takes_images_and_is_seen_through_flat_rows(tmp_path: Path) -> None:
+    arguments = {"input_shape": (1, 8, 8), "n_classes": 10, "channels": [4, 8], "hidden_sizes": [16]}
+    net = model.CNN(**arguments).eval()
+    images = torch.randn(5, 1, 8, 8)
+    assert net(images).shape == (5, 10)
+    kinds = [type(m).__name__ for m in net.modules() if not list(m.children())]
+    assert kinds == [
+        "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d",
+        "Flatten", "Linear", "ReLU", "Dropout", "Linear",
+    ]  # fmt: skip
+    model.save(
+        net, tmp_path / "cnn.pt", target="pipeline.model.CNN", arguments=arguments, input_shape=(1, 8, 8)
+    )
+    loaded = model.load(tmp_path / "cnn.pt")
+    assert torch.equal(loaded(images.reshape(5, 64)), net(images))  # flat rows in, same logits
+
+
+def test_cnn_arguments_are_checked() -> None:
+    with pytest.raises(ConfigError, match="model=cnn takes images"):
+        model.CNN(input_shape=(30,), n_classes=2)
+    with pytest.raises(ConfigError, match="pools the 8x8 images below one pixel"):
+        model.CNN(input_shape=(1, 8, 8), n_classes=2, channels=[4, 4, 4, 4])
+    with pytest.raises(ConfigError, match="'model.activation' = 'gelu' is not one of relu, tanh, sigmoid"):
+        model.CNN(input_shape=(1, 8, 8), n_classes=2, activation="gelu")
+
+
+def test_shape_arguments_are_passed_where_named() -> None:
+    class Mine(nn.Module):
+        def __init__(self, in_channels: int, num_classes: int, width: int = 8) -> None:
+            super().__init__()
+
+    assert model.shape_arguments(Mine, (1, 28, 28), 10) == {"in_channels": 1, "num_classes": 10}
+    assert model.shape_arguments(model.MLP, (1, 8, 8), 10) == {"in_features": 64, "n_classes": 10}
+    assert model.shape_arguments(model.CNN, (1, 8, 8), 3) == {"input_shape": (1, 8, 8), "n_classes": 3}
 
 
 def test_load_missing_model_names_the_stage(tmp_path: Path) -> None:

@@ -35,9 +35,14 @@ IMAGE_FIGURES = {
 TABULAR_FIGURES = (IMAGE_FIGURES - {"first_layer_images"}) | {"first_layer_features"}
 
 
-def _net(hidden: list[int], activation: str = "relu", in_features: int = 4, n_classes: int = 3) -> model.MLP:
+def _net(
+    hidden: list[int], activation: str = "relu", in_features: int = 4, n_classes: int = 3
+) -> model.Shaped:
+    """An MLP as the stages load it: seen through model.Shaped (flat rows in)."""
     torch.manual_seed(0)
-    return model.MLP(in_features, n_classes, hidden, activation, dropout=0.1).eval()
+    return model.Shaped(
+        model.MLP(in_features, n_classes, hidden, activation, dropout=0.1), (in_features,)
+    ).eval()
 
 
 def test_layer_specs_follow_the_network() -> None:
@@ -60,9 +65,9 @@ def test_collect_activations_matches_a_manual_forward_pass() -> None:
     X = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
     layers, logits = visualize.collect_activations(net, X)
     with torch.no_grad():
-        h1_pre = net.net[0](torch.from_numpy(X))
+        h1_pre = net.net.net[0](torch.from_numpy(X))
         h1 = torch.relu(h1_pre)
-        h2 = torch.relu(net.net[3](h1))
+        h2 = torch.relu(net.net.net[3](h1))
         out = net(torch.from_numpy(X))
     assert [layer.label for layer in layers] == ["hidden 1", "hidden 2"]
     assert np.allclose(layers[0].pre, h1_pre.numpy()) and np.allclose(layers[0].post, h1.numpy())
@@ -132,9 +137,9 @@ def test_every_figure_function_draws_and_leaves_nothing_open() -> None:
         net_figs.activation_functions(
             x, {"sigmoid": visualize.activation_curve("sigmoid", x)}, layers[0].pre
         ),
-        net_figs.weight_distributions(visualize.linear_layers(net)),
-        net_figs.unit_weight_images(visualize.linear_layers(net)[0][1], (2, 2)),
-        net_figs.unit_weight_heatmap(visualize.linear_layers(net)[0][1], ["f1", "f2", "f3", "f4"]),
+        net_figs.weight_distributions(visualize.weighted_layers(net)),
+        net_figs.unit_weight_images(visualize.weighted_layers(net)[0][1], (2, 2)),
+        net_figs.unit_weight_heatmap(visualize.weighted_layers(net)[0][1], ["f1", "f2", "f3", "f4"]),
         net_figs.weight_history(history, 1),
         act_figs.activation_distributions(layers, rows, 0.01, 0.9),
         act_figs.class_activation_heatmap([("hidden 1", stats.class_means(layers[0].post, y, 3))], classes),
@@ -221,7 +226,7 @@ def test_weight_history_holds_initial_and_every_epoch(small_run) -> None:  # typ
     assert all(np.all(np.diff(q) >= 0) for q in entry["weight"])  # quantiles ascend
     # Epoch 0 is the untrained network: rebuild it with the same seed and compare.
     pl.seed_everything(cfg.seed, verbose=False)
-    fresh = train.build_net(cfg, 64, 10)
+    fresh, _ = train.build_net(cfg, (1, 8, 8), 10)
     assert entry["weight"][0] == pytest.approx(stats.quantiles(fresh.net[0].weight.detach().numpy()))
     assert entry["weight"][-1] != pytest.approx(entry["weight"][0])  # training moved them
 

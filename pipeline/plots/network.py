@@ -18,6 +18,10 @@ _BLOCK_COLOURS = {
     "linear": "#9ecae1",
     "activation": "#fdae6b",
     "dropout": "#f0f0f0",
+    "conv": "#c6dbef",
+    "pool": "#e5f5e0",
+    "flatten": "#f0f0f0",
+    "layer": "#ffffff",
     "output": "#a1d99b",
 }
 _ACTIVATION_NAMES = {"relu": "ReLU", "tanh": "tanh", "sigmoid": "sigmoid"}
@@ -28,10 +32,23 @@ def _block_text(spec: Mapping[str, Any], image_shape: Sequence[int] | None) -> s
     if kind == "input":
         shape = f"\n({' × '.join(str(s) for s in image_shape)} image)" if image_shape else ""
         return f"Input\n{spec['width']:,} features{shape}"
+    shape = " × ".join(str(d) for d in spec.get("shape", []))
+    if kind == "conv":
+        k = "×".join(str(d) for d in spec.get("kernel", []))
+        channels = f"{spec['in_channels']} → {spec['shape'][0]} channels"
+        return f"{spec['type']} {k}\n{channels}\n{shape}\n{spec['params']:,} params"
+    if kind == "pool":
+        return f"{spec['type']}\n→ {shape}"
+    if kind == "flatten":
+        return f"Flatten\n→ {spec['width']:,}"
+    if kind == "layer":
+        return f"{spec['type']}\n→ {shape}\n{spec['params']:,} params"
     if kind == "linear":
         return f"Linear\n{spec['fan_in']:,} → {spec['width']:,}\n{spec['params']:,} params"
     if kind == "activation":
         name = _ACTIVATION_NAMES.get(spec["function"], spec["function"])
+        if len(spec.get("shape", [])) > 1:  # after a convolution: channels x positions
+            return f"{name}\n{spec['shape'][0]} channels\n{shape}"
         return f"{name}\n{spec['width']:,} units"
     if kind == "dropout":
         return f"Dropout\np = {spec['p']:g}\n(training only)"
@@ -193,7 +210,7 @@ def unit_weight_heatmap(weights: np.ndarray, feature_names: Sequence[str]) -> Fi
 
 
 def weight_history(history: Mapping[str, Any], kept_epoch: int | None = None) -> Figure:
-    """Per Linear layer: the weights' 5-95% and 25-75% quantile bands and median over epochs
+    """Per Linear or convolutional layer: the weights' 5-95% and 25-75% quantile bands and median over epochs
     (epoch 0 = the initial weights)."""
     layers = history["layers"]
     qs = list(history["quantiles"])
@@ -208,8 +225,12 @@ def weight_history(history: Mapping[str, Any], kept_epoch: int | None = None) ->
         ax.plot(epochs, values[:, mid], color="C0", linewidth=1.5, label="median")
         if kept_epoch is not None and epochs.min() <= kept_epoch <= epochs.max():
             ax.axvline(kept_epoch, color="grey", linestyle=":", label="weights kept")
-        rows, cols = entry["shape"]
-        ax.set_title(f"{name} ({cols}→{rows})", fontsize=9)
+        shape = entry["shape"]
+        if len(shape) == 2:  # Linear: (out, in)
+            ax.set_title(f"{name} ({shape[1]}→{shape[0]})", fontsize=9)
+        else:  # a convolution: (out channels, in channels, *kernel)
+            kernel = "×".join(str(d) for d in shape[2:])
+            ax.set_title(f"{name} ({shape[1]}→{shape[0]} ch, {kernel})", fontsize=9)
         ax.set_xlabel("epoch (0 = initial)")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("weight")

@@ -24,8 +24,10 @@ class PoolLogger(Logger):
     Lightning's MLFlowLogger it names its run and experiment; the stage submits its other MLflow
     work (the model, the end of the run) to the same pool, which runs tasks in order."""
 
-    def __init__(self, pool: Executor, uri: str, run_id: str, experiment_id: str) -> None:
+    def __init__(self, pool: Executor, uri: str, run_id: str = "", experiment_id: str = "") -> None:
         super().__init__()
+        # The run may be attached later: the train stage builds its Trainer (with this logger)
+        # and checks it before it opens the run.
         self.pool, self.uri, self.run_id, self.experiment_id = pool, uri, run_id, experiment_id
         self.pending: list[Future[None]] = []
         # Lightning logs an epoch in two calls of one step (validation, then training metrics):
@@ -33,6 +35,10 @@ class PoolLogger(Logger):
         self.step: int | None = None
         self.batch: dict[str, float] = {}
         self.stamp = 0
+
+    def attach(self, run_id: str, experiment_id: str) -> None:
+        """Log to run ``run_id`` of experiment ``experiment_id`` (before the fit starts)."""
+        self.run_id, self.experiment_id = run_id, experiment_id
 
     @property
     def name(self) -> str:

@@ -229,8 +229,8 @@ def test_changing_report_title_does_not_retrain(repo: Path) -> None:
 def test_exp_run_override_changes_the_trained_network(repo: Path) -> None:
     sh("dvc", "exp", "run", "-S", "model.hidden_sizes=[32]", cwd=repo)
     net = model.load(repo / "artifacts/train/model.pt")
-    assert net.arch["hidden_sizes"] == [32]
-    assert net.net[0].out_features == 32
+    assert net.net.arch["hidden_sizes"] == [32]
+    assert net.net.net[0].out_features == 32
     assert yaml.safe_load((repo / "params.yaml").read_text())["model"]["hidden_sizes"] == [32]
     shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo))
     assert "hidden_sizes" in json.dumps(shown)
@@ -259,3 +259,35 @@ def test_queued_experiments_log_to_the_workspace_store(repo: Path) -> None:
         assert str(repo.resolve() / "mlruns") in r.info.artifact_uri
     shown = sh("dvc", "exp", "show", "--csv", cwd=repo)
     assert "[24]" in shown and "[40]" in shown
+
+
+def test_exp_run_with_a_users_own_network(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module of the user's, on PYTHONPATH, trained and explained through `dvc exp run`."""
+    from tests.test_networks import MYNETS
+
+    folder = tmp_path / "usercode"
+    folder.mkdir()
+    (folder / "mynets.py").write_text(MYNETS)
+    overrides = ["model=custom", "model._target_=mynets.TinyNet", "+model.width=8"]
+    sh("dvc", "exp", "run", *[a for o in overrides for a in ("-S", o)], cwd=repo, PYTHONPATH=str(folder))
+    run = json.loads((repo / "artifacts/train/run.json").read_text())
+    assert run["arch"] == {
+        "_target_": "mynets.TinyNet",
+        "input_shape": [1, 8, 8],
+        "num_classes": 10,
+        "width": 8,
+    }
+    assert "TinyNet (mynets.TinyNet, width=8)" in (repo / "reports/index.html").read_text()
+    mlrun = MlflowClient(run["tracking_uri"]).get_run(run["run_id"])
+    assert mlrun.info.status == "FINISHED" and "test_accuracy" in mlrun.data.metrics
+    assert mlrun.data.params["model._target_"] == "mynets.TinyNet"
+    # The MLflow model loads (its class from the user's module) and predicts like the stage's copy.
+    monkeypatch.syspath_prepend(str(folder))
+    mlflow.set_tracking_uri(run["tracking_uri"])
+    logged = mlflow.pytorch.load_model(run["model_uri"])
+    net = model.load(repo / "artifacts/train/model.pt")
+    assert type(net.net).__name__ == "TinyNet"
+    x = torch.randn(3, 64)
+    assert torch.allclose(logged(x), net(x), atol=1e-5)

@@ -79,7 +79,7 @@ def test_ddp_on_two_cpu_processes(prepared: Path, tmp_path: Path) -> None:
     # Each rank saw half the batches: 1,257 train rows, batch 64, 2 ranks -> 10 steps per epoch.
     assert run.data.metrics["epoch"] == 1
     cfg = make_config(tmp_path, fast=False)
-    assert model.load(layout.model_file(cfg)).arch["hidden_sizes"] == [128]
+    assert model.load(layout.model_file(cfg)).net.arch["hidden_sizes"] == [128]
 
 
 def test_hydra_multirun_makes_one_run_per_job_grouped_by_sweep(prepared: Path, tmp_path: Path) -> None:
@@ -248,3 +248,17 @@ def test_gpu_preset_trains_on_the_gpu(prepared: Path, tmp_path: Path) -> None:
     assert run.data.params["trainer.accelerator"] == "gpu"
     assert run.data.params["trainer.precision"] == "bf16-mixed"
     assert run.info.status == "FINISHED"
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_cnn_trains_on_the_gpu_and_explains(prepared: Path, tmp_path: Path) -> None:
+    """The convolutional network, fitted on the GPU in mixed precision, then explained."""
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = (f"paths.prepare={prepared / 'prep'}", f"tracking.uri={db}", "model=cnn", *QUIET)
+    stage("train", "trainer=gpu", "trainer.max_epochs=2", *common, cwd=tmp_path)
+    run = runs_of(db, "glassnet")[0]
+    assert run.data.params["trainer.accelerator"] == "gpu" and run.info.status == "FINISHED"
+    assert run.data.params["model._target_"] == "pipeline.model.CNN"
+    stage("explain", "explain.n_samples=16", "explain.n_background=16", *common, cwd=tmp_path)
+    explained = json.loads((tmp_path / "artifacts/metrics/explain.json").read_text())
+    assert explained["path"] == "shap.DeepExplainer" and explained["additivity_max_error"] < 1e-3
