@@ -150,6 +150,7 @@ def test_a_users_network_runs_through_every_stage(mynets: Path, make_cfg: Callab
     import mlflow.pytorch
     import torch
 
+    mlflow.set_tracking_uri(run["tracking_uri"])  # models:/ URIs resolve in the current store
     logged = mlflow.pytorch.load_model(run["model_uri"])
     X = np.load(layout.data_file(cfg) / "X_test.npy")[:4]
     from pipeline import model
