@@ -159,6 +159,43 @@ FIGURES: tuple[FigureSpec, ...] = (
     ),
     # evaluation
     FigureSpec(
+        id="gradient_norms",
+        stage="visualize",
+        section="training",
+        title="Gradient size per layer (backpropagation at work)",
+        caption=(
+            "Backpropagation sends the error from the output back through the layers; each weight moves "
+            "in proportion to its gradient. Each line is one layer (darkest at the input), its weight "
+            "gradient's size averaged over an epoch's steps, on a log scale. Healthy training keeps the "
+            "lines within an order of magnitude or two of each other and lets them drift down as the loss "
+            "falls. Lines that sit lower and lower toward the input show vanishing gradients: the early "
+            "layers barely learn (try model.activation=sigmoid with model.hidden_sizes=[64,64,64,64]: the "
+            "sigmoid's slope is at most 0.25, so every layer shrinks the gradient again). Lines that climb "
+            "epoch after epoch show exploding gradients: lower the learning rate or clip the gradients "
+            "(+trainer.gradient_clip_val=1.0)."
+        ),
+        alt="Mean weight-gradient norm of each layer per epoch, on a log scale.",
+        draw="pipeline.plots.network:gradient_norms",
+    ),
+    FigureSpec(
+        id="loss_line",
+        stage="visualize",
+        section="training",
+        title="The loss along the way: from the initial to the kept weights",
+        caption=(
+            "Training moved millions of numbers at once; this figure looks at one straight line through "
+            "that space. At α = 0 the network has its random initial weights, at α = 1 the weights that "
+            "were kept, and in between every weight is the same mix of the two (Goodfellow, Vinyals and "
+            "Saxe, 2015); α below 0 and above 1 go past either end. A curve that falls smoothly and "
+            "monotonically to α = 1 says the optimizer had an easy path with no barrier to cross; a bump "
+            "on the way shows a barrier it went around; a minimum at α = 1 that rises beyond shows the "
+            "kept weights sit in a valley. A gap between the train and validation curves near α = 1 is "
+            "the generalisation gap."
+        ),
+        alt="Train and validation loss on the line from the initial to the kept weights.",
+        draw="pipeline.plots.network:loss_line",
+    ),
+    FigureSpec(
         id="confusion_matrix",
         stage="evaluate",
         section="evaluation",

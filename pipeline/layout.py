@@ -43,6 +43,14 @@ def weight_history_file(cfg: Config) -> Path:
     return Path(cfg.paths.train) / "weight_history.json"
 
 
+def gradient_norms_file(cfg: Config) -> Path:
+    return Path(cfg.paths.train) / "gradient_norms.json"
+
+
+def loss_line_file(cfg: Config) -> Path:
+    return Path(cfg.paths.train) / "loss_line.json"
+
+
 def network_file(cfg: Config) -> Path:
     return Path(cfg.paths.visualize) / "network.json"
 

@@ -294,6 +294,8 @@ class WeightHistory(pl.Callback):
     def __init__(self) -> None:
         self.epochs: list[int] = []
         self.layers: dict[str, dict[str, Any]] = {}
+        # The whole initial state, for the loss along the line to the kept weights (pipeline.dynamics).
+        self.initial: dict[str, torch.Tensor] = {}
 
     def record(self, pl_module: pl.LightningModule, epoch: int) -> None:
         from pipeline import stats
@@ -316,13 +318,16 @@ class WeightHistory(pl.Callback):
 
     # Saved in checkpoints, so a resumed run keeps the epochs before the interruption.
     def state_dict(self) -> dict[str, Any]:
-        return {"epochs": list(self.epochs), "layers": self.layers}
+        return {"epochs": list(self.epochs), "layers": self.layers, "initial": self.initial}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.epochs, self.layers = list(state_dict["epochs"]), state_dict["layers"]
+        self.initial = dict(state_dict.get("initial", {}))
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.epochs:  # a resumed run restored its history, initial weights included
+            net = getattr(pl_module, "net", pl_module)
+            self.initial = {key: value.detach().cpu().clone() for key, value in net.state_dict().items()}
             self.record(pl_module, 0)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -332,3 +337,58 @@ class WeightHistory(pl.Callback):
         from pipeline import stats
 
         return {"quantiles": list(stats.QUANTILES), "epochs": self.epochs, "layers": self.layers}
+
+
+WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class GradientNorms(pl.Callback):
+    """The L2 norm of each Linear and convolutional layer's weight gradient, averaged over each
+    training epoch's optimizer steps: backpropagation made visible. Norms that shrink layer by
+    layer toward the input mean vanishing gradients; norms that grow epoch by epoch, exploding ones.
+
+    The norms are summed as tensors on the device and read once per epoch (no host sync a step).
+    """
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+        self.layers: dict[str, dict[str, Any]] = {}
+        self.watched: list[tuple[str, torch.Tensor]] = []  # (layer name, its weight)
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Names as in the saved network's state dict ("net.0"), not the LightningModule's.
+        net = getattr(pl_module, "net", pl_module)
+        self.watched = [(name, m.weight) for name, m in net.named_modules() if isinstance(m, WEIGHTED)]
+        for name, weight in self.watched:
+            self.layers.setdefault(name, {"shape": list(weight.shape), "grad_norm": []})
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        for name, weight in self.watched:
+            grad = weight.grad
+            if grad is not None:
+                norm = torch.linalg.vector_norm(grad.detach()).float()
+                self.sums[name] = self.sums[name] + norm if name in self.sums else norm
+        self.steps += 1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if self.steps and (not self.epochs or self.epochs[-1] != epoch):
+            self.epochs.append(epoch)
+            for name, _ in self.watched:
+                total = self.sums.get(name)
+                self.layers[name]["grad_norm"].append(float(total) / self.steps if total is not None else 0.0)
+        self.sums, self.steps = {}, 0
+
+    # Saved in checkpoints, so a resumed run keeps the epochs before the interruption.
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": list(self.epochs), "layers": self.layers}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs, self.layers = list(state_dict["epochs"]), state_dict["layers"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "layers": self.layers}

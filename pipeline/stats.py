@@ -15,6 +15,7 @@ Definitions used in the report:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -110,3 +111,13 @@ def subsample(n_rows: int, n: int, seed: int) -> np.ndarray:
     if n_rows <= n:
         return np.arange(n_rows)
     return np.sort(np.random.default_rng(seed).choice(n_rows, size=n, replace=False))
+
+
+def gradient_depth_ratio(history: dict[str, Any]) -> float:
+    """How many times larger the output-side layer's weight gradient was than the input-side
+    layer's, over the whole training (the ratio of their mean per-epoch norms; NaN with fewer than
+    two layers or no gradient). Far above 1 (10x, 100x): the gradient vanishes toward the input."""
+    norms = [np.asarray(entry["grad_norm"], dtype=float) for entry in history.get("layers", {}).values()]
+    if len(norms) < 2 or not len(norms[0]) or not len(norms[-1]) or norms[0].mean() == 0:
+        return float("nan")
+    return float(norms[-1].mean() / norms[0].mean())

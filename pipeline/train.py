@@ -286,12 +286,20 @@ def build_trainer(
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from pipeline.config import check_open
-    from pipeline.lit import AtomicCheckpointIO, EpochSeed, History, WeightHistory, configured_callbacks
+    from pipeline.lit import (
+        AtomicCheckpointIO,
+        EpochSeed,
+        GradientNorms,
+        History,
+        WeightHistory,
+        configured_callbacks,
+    )
 
     check_open(cfg)
     roles = {
         "history": History(),
         "weight_history": WeightHistory(),
+        "gradient_norms": GradientNorms(),
         "checkpoint": ModelCheckpoint(
             dirpath=partial, filename="best", monitor="val_loss", mode="min", save_last=True
         ),
@@ -300,6 +308,7 @@ def build_trainer(
         EpochSeed(cfg.seed),
         roles["history"],
         roles["weight_history"],
+        roles["gradient_norms"],
         roles["checkpoint"],
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping_patience),
         *configured_callbacks(cfg.train.callbacks, "train.callbacks"),
@@ -474,6 +483,26 @@ def _train(
     return _finish(cfg, net, arguments, shape, arrays, roles, partial, logger, tags, started)
 
 
+def loss_line(
+    net: torch.nn.Module,
+    initial: dict[str, torch.Tensor],
+    arrays: dict[str, np.ndarray],
+    shape: tuple[int, ...],
+    seed: int,
+) -> dict[str, list[float]]:
+    """The loss on the line from the initial to the kept weights (pipeline.dynamics), on at most
+    ``dynamics.MAX_ROWS`` seeded rows of the train and validation splits each."""
+    from pipeline import dynamics, stats
+
+    splits = {}
+    for split in ("train", "val"):
+        y = arrays[f"y_{split}"]
+        rows = stats.subsample(len(y), dynamics.MAX_ROWS, seed)
+        splits[split] = (np.asarray(arrays[f"X_{split}"][rows]).reshape(len(rows), *shape), y[rows])
+    found = dynamics.loss_along_line(net, initial, splits)
+    return {"alpha": [float(a) for a in dynamics.ALPHAS], **found}
+
+
 def _finish(
     cfg: Config,
     net: torch.nn.Module,
@@ -501,6 +530,8 @@ def _finish(
         "epochs_run": len(history.rows),
         "n_parameters": model.n_parameters(net),
     }
+    # (A run resumed from a checkpoint of an older glassnet holds no initial weights: no line.)
+    line = loss_line(net, weight_history.initial, arrays, shape, cfg.seed) if weight_history.initial else {}
     staged_model = partial / "model.pt"
     target = str(cfg.model._target_)
     model.save(net, staged_model, target=target, arguments=arguments, input_shape=shape)
@@ -539,6 +570,8 @@ def _finish(
         )
         io.write_json(cfg.paths.train_metrics, metrics)
         io.write_json(layout.weight_history_file(cfg), weight_history.to_dict())
+        io.write_json(layout.gradient_norms_file(cfg), roles["gradient_norms"].to_dict())
+        io.write_json(layout.loss_line_file(cfg), line)
     log.info(
         "Trained %s: best val_loss %.4f, val_acc %.4f at epoch %d; MLflow run %s (%s)",
         summary_line({"_target_": target, **model.plain(arguments)}),

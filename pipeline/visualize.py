@@ -300,9 +300,12 @@ def figure_jobs(
     history: dict[str, Any],
     best_epoch: int,
     result: dict[str, Any],
+    dynamics: dict[str, Any] | None = None,
 ) -> dict[str, tuple[Any, ...]]:
     """Figure id (pipeline.figures) -> the arguments of its drawing function, in report order;
-    all but the projections, which come from the pool (see run)."""
+    all but the projections, which come from the pool (see run). ``dynamics``: the train stage's
+    gradient norms and loss line ({"gradient_norms": ..., "loss_line": ...}), where it wrote them."""
+    dynamics = dynamics or {}
     classes = summary["class_names"]
     features = summary["feature_names"]
     shape = summary["image_shape"]
@@ -328,6 +331,10 @@ def figure_jobs(
             jobs["first_layer_features"] = (first[:n_units], features)
     # History epoch k holds the weights after k epochs; the kept weights are after best_epoch + 1.
     jobs["weight_history"] = (history, best_epoch + 1)
+    if dynamics.get("gradient_norms", {}).get("epochs"):
+        jobs["gradient_norms"] = (dynamics["gradient_norms"],)
+    if dynamics.get("loss_line"):
+        jobs["loss_line"] = (dynamics["loss_line"],)
     if layers:
         vcfg = cfg.visualize
         jobs["activation_distributions"] = (
@@ -396,6 +403,14 @@ def run(cfg: Config) -> dict[str, float]:
         net = artifacts.load_model(cfg)
         run_info = runs.load_run(layout.run_file(cfg))
         history = io.read_json(layout.weight_history_file(cfg), "train")
+        dynamics = {
+            name: io.read_json(path, "train")
+            for name, path in (
+                ("gradient_norms", layout.gradient_norms_file(cfg)),
+                ("loss_line", layout.loss_line_file(cfg)),
+            )
+            if path.exists()
+        }
         best_epoch = int(io.read_json(cfg.paths.train_metrics, "train")["best_epoch"])
 
         result = analyse(net, arrays, summary, cfg)
@@ -403,7 +418,7 @@ def run(cfg: Config) -> dict[str, float]:
         hidden_panels = pool.submit(projection.panels, hidden_jobs, labels, **settings)
         folder = layout.figure_dir(cfg.paths.visualize)
         plots.clear(folder)
-        jobs = figure_jobs(cfg, net, arrays, summary, history, best_epoch, result)
+        jobs = figure_jobs(cfg, net, arrays, summary, history, best_epoch, result, dynamics)
         figures = plots.render_all(jobs, folder, cfg.report.dpi)
         parts = input_panels.result(), hidden_panels.result()
     # In the order analyse() lists the jobs (the metrics file lists them in that order).
@@ -420,6 +435,8 @@ def run(cfg: Config) -> dict[str, float]:
     for note in size_notes(cfg.visualize, len(arrays["y_test"]), n_first, result["n_misclassified"]):
         log.info("%s.", note)
     metrics = metrics_of(net, result)
+    if "gradient_norms" in dynamics:
+        metrics["gradient_depth_ratio"] = stats.gradient_depth_ratio(dynamics["gradient_norms"])
     io.write_json(layout.network_file(cfg), network_record(net, result, summary, arrays["y_test"]))
     # NaN (e.g. a silhouette with one class) is not valid JSON for DVC: write null instead.
     io.write_json(cfg.paths.visualize_metrics, {k: v if np.isfinite(v) else None for k, v in metrics.items()})

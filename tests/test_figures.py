@@ -26,7 +26,11 @@ def test_registry_order_is_the_reports_section_order() -> None:
     order = [sid for sid, _ in figures.SECTIONS]
     positions = [order.index(f.section) for f in figures.FIGURES]
     assert positions == sorted(positions)
-    assert [f.id for f in figures.in_section("training")] == ["training_curves"]
+    assert [f.id for f in figures.in_section("training")] == [
+        "training_curves",
+        "gradient_norms",
+        "loss_line",
+    ]
     assert [f.id for f in figures.in_section("errors")] == ["error_gallery"]
     assert figures.in_section("summary") == []
     assert [f.id for f in figures.of_stage("evaluate")] == [

@@ -27,6 +27,8 @@ IMAGE_FIGURES = {
     "weight_distributions",
     "first_layer_images",
     "weight_history",
+    "gradient_norms",
+    "loss_line",
     "activation_distributions",
     "class_activations",
     "projections",

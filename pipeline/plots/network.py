@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import FuncFormatter
 
 from pipeline.plots import subplots
 
@@ -235,5 +236,59 @@ def weight_history(history: Mapping[str, Any], kept_epoch: int | None = None) ->
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("weight")
     axes[0, 0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def gradient_norms(history: Mapping[str, Any]) -> Figure:
+    """Per Linear/conv layer, input side first (dark to light): its weight-gradient norm averaged
+    over each epoch's steps, on a log scale."""
+    layers = history["layers"]
+    epochs = np.asarray(history["epochs"])
+    fig, ax = subplots(figsize=(6.8, 3.8))
+    cmap = colormaps["viridis"]
+    n = len(layers)
+    for i, (name, entry) in enumerate(layers.items()):
+        values = np.asarray(entry["grad_norm"], dtype=float)
+        shape = entry["shape"]
+        size = f"{shape[1]}→{shape[0]}" if len(shape) == 2 else f"{shape[1]}→{shape[0]} ch"
+        ax.plot(
+            epochs[: len(values)],
+            np.maximum(values, 1e-12),  # a log axis cannot show 0
+            color=cmap(0.85 * i / max(1, n - 1)),
+            marker="o",
+            markersize=3,
+            linewidth=1.5,
+            label=f"{name} ({size})",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean gradient norm ‖∂loss/∂W‖")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best", title="layer (input side first)", title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def loss_line(line: Mapping[str, Any]) -> Figure:
+    """Loss of the networks on the straight line between the initial (alpha 0) and the kept
+    weights (alpha 1), beyond both ends too, on train and validation rows."""
+    alphas = np.asarray(line["alpha"])
+    fig, ax = subplots(figsize=(6.4, 3.6))
+    for split, colour in (("train", "C0"), ("val", "C1")):
+        if split in line:
+            ax.plot(alphas, line[split], color=colour, marker="o", markersize=3, label=f"{split} loss")
+    for x, text in ((0.0, "initial"), (1.0, "kept")):
+        ax.axvline(x, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(text, (x, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8)
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 2.4, not 2.4 × 10⁰
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set_xlabel("α: weights (1 − α) · initial + α · kept")
+    ax.set_ylabel("cross-entropy loss")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
