@@ -128,6 +128,21 @@ FIGURES: tuple[FigureSpec, ...] = (
         draw="pipeline.plots.network:unit_weight_heatmap",
     ),
     FigureSpec(
+        id="conv_filters",
+        stage="visualize",
+        section="network",
+        title="The first convolution's filters",
+        caption=(
+            "A convolutional layer slides each small filter over the image and, at every position, adds up "
+            "the pixels weighted by the filter: the output is large where the image looks like the filter. "
+            "Each tile is one filter of the first layer (red weights add a pixel's ink, blue subtract it). "
+            "Trained filters often look like little edge or stroke detectors: a red stripe beside a blue "
+            "one responds to an edge in that direction. Filters that stayed noisy learned little."
+        ),
+        alt="The first convolutional layer's filters drawn as small red-blue images.",
+        draw="pipeline.plots.conv:filters",
+    ),
+    FigureSpec(
         id="weight_history",
         stage="visualize",
         section="network",
@@ -404,6 +419,38 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         draw="pipeline.plots.activations:projections",
     ),
+    FigureSpec(
+        id="conv_feature_maps",
+        stage="visualize",
+        section="activations",
+        title="Feature maps: what each conv block sees",
+        caption=(
+            "For a few test images (rows), the image and then the first channels each convolutional block "
+            "produced for it, after its activation: bright where that channel's filter matched. The first "
+            "block's maps still look like the digit, picking out its strokes and edges; deeper blocks, "
+            "after pooling, are coarser and respond to larger parts (a loop, a crossing), which is how a "
+            "CNN builds shapes out of strokes. A channel that is dark for every image is dead."
+        ),
+        alt="Grid of test images and the activation maps of each convolutional block's first channels.",
+        draw="pipeline.plots.conv:feature_maps",
+    ),
+    FigureSpec(
+        id="grad_cam_classes",
+        stage="visualize",
+        section="activations",
+        title="Where the network looks, per class (Grad-CAM)",
+        caption=(
+            "Grad-CAM (Selvaraju et al., 2017; Captum's LayerGradCam on the last convolutional layer) weighs "
+            "each of that layer's feature maps by how much it raises a class's score (its average gradient) "
+            "and adds them up: the heatmap shows the regions whose features speak for the class, upsampled "
+            "onto the image. Here, per class, the map averaged over its correctly classified test images, "
+            "over their mean image. Maps on the strokes that tell this digit from the others (the loop of "
+            "a 6, the crossing of a 4) show the network uses the digit's shape; maps on the background or "
+            "the border would show it learned something else."
+        ),
+        alt="Per class, the mean test image with its average Grad-CAM heatmap over it.",
+        draw="pipeline.plots.conv:grad_cam_classes",
+    ),
     # errors
     FigureSpec(
         id="error_gallery",
@@ -421,6 +468,20 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Gallery of misclassified test samples with true and predicted labels and class probabilities.",
         draw="pipeline.plots.activations:error_gallery",
+    ),
+    FigureSpec(
+        id="grad_cam_errors",
+        stage="visualize",
+        section="errors",
+        title="Where the network looked when it was wrong (Grad-CAM)",
+        caption=(
+            "The worst mistakes again, each under the Grad-CAM map of the class the network wrongly chose: "
+            "the regions that convinced it. A map on a stroke that really does resemble the other digit "
+            "explains an understandable mistake; a map on a smudge, the background or the edge of the "
+            "frame points to a shortcut the network learned."
+        ),
+        alt="The worst misclassified test images with the Grad-CAM heatmap of the predicted class.",
+        draw="pipeline.plots.conv:grad_cam_errors",
     ),
 )
 

@@ -281,6 +281,89 @@ def weighted_layers(net: model.Shaped) -> list[tuple[str, np.ndarray, np.ndarray
     return found
 
 
+def conv2d_layers(net: model.Shaped) -> list[tuple[str, nn.Conv2d]]:
+    """The network's 2-D convolutions, input side first."""
+    return [(name, m) for name, m in _leaf_modules(net.net) if isinstance(m, nn.Conv2d)]
+
+
+def feature_maps(net: model.Shaped, X: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Per activation module that follows a convolution: its output maps (rows, channels, h, w)
+    for the rows ``X`` (flat, as the stages hold them)."""
+    found: dict[str, np.ndarray] = {}
+    handles = []
+    for name, module in _leaf_modules(net.net):
+        if isinstance(module, tuple(model.ACTIVATIONS.values())):
+
+            def hook(_mod: nn.Module, _inputs: Any, output: torch.Tensor, name: str = name) -> None:
+                if output.dim() == 4:
+                    found[name] = output.numpy().copy()
+
+            handles.append(module.register_forward_hook(hook))
+    net.eval()
+    try:
+        with torch.inference_mode():
+            net(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(found.items())
+
+
+def grad_cam(net: model.Shaped, X: np.ndarray, targets: np.ndarray, layer: nn.Module) -> np.ndarray:
+    """Captum's Grad-CAM of ``layer`` for class ``targets[i]`` of each row of ``X``, upsampled to
+    the image (rows, height, width); ReLU'd, so 0 where the layer's features lowered the score."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    net.eval()
+    x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).reshape(len(X), *net.input_shape)
+    x = x.to(next(net.parameters()).device)  # the model's device, whichever it is
+    cams = LayerGradCam(net.net, layer).attribute(
+        x, target=torch.as_tensor(targets, dtype=torch.long).tolist()
+    )
+    upsampled = LayerAttribution.interpolate(cams, tuple(net.input_shape[1:]), interpolate_mode="bilinear")
+    return np.asarray(upsampled[:, 0].detach().cpu().numpy(), dtype=np.float64)
+
+
+def conv_jobs(
+    net: model.Shaped, arrays: dict[str, np.ndarray], summary: dict[str, Any], result: dict[str, Any]
+) -> dict[str, tuple[Any, ...]]:
+    """The figures made for convolutional networks on images (none for other networks)."""
+    convs = conv2d_layers(net)
+    shape = summary["image_shape"]
+    if not convs or not shape:
+        return {}
+    classes = summary["class_names"]
+    X, y, raw = arrays["X_test"], arrays["y_test"], arrays["X_test_raw"]
+    pred = result["probs"].argmax(axis=1)
+    jobs: dict[str, tuple[Any, ...]] = {
+        "conv_filters": (convs[0][1].weight.detach().cpu().numpy(), convs[0][0])
+    }
+    rows = np.arange(min(4, len(y)))
+    titles = [f"true {classes[y[i]]} / pred {classes[pred[i]]}" for i in rows]
+    jobs["conv_feature_maps"] = (raw[rows].reshape(-1, *shape), feature_maps(net, X[rows]), titles)
+    name, last = convs[-1]
+    # Per class: up to 16 of its correctly classified test images, their Grad-CAM maps for it,
+    # each scaled to its own peak, averaged; beside the images' mean.
+    means, maps, shown = [], [], []
+    for k in range(len(classes)):
+        picked = np.flatnonzero((y == k) & (pred == k))[:16]
+        if not len(picked):
+            continue
+        cams = grad_cam(net, X[picked], np.full(len(picked), k), last)
+        peaks = cams.reshape(len(cams), -1).max(axis=1)
+        maps.append((cams / np.where(peaks > 0, peaks, 1)[:, None, None]).mean(axis=0))
+        means.append(raw[picked].reshape(-1, *shape).mean(axis=0))
+        shown.append(classes[k])
+    if maps:
+        jobs["grad_cam_classes"] = (np.stack(means), np.stack(maps), shown, name)
+    errors = result["errors"]
+    if len(errors):
+        cams = grad_cam(net, X[errors], pred[errors], last)
+        titles = [f"true {classes[y[i]]} / pred {classes[pred[i]]}" for i in errors]
+        jobs["grad_cam_errors"] = (raw[errors].reshape(-1, *shape), cams, titles, name)
+    return jobs
+
+
 def first_units(net: model.Shaped, n_features: int) -> np.ndarray | None:
     """The weights (units, features) of the first layer when it is a Linear layer over every
     input feature (an MLP's), else None (a convolution weighs a neighbourhood, not the image)."""
@@ -348,6 +431,7 @@ def figure_jobs(
             for row, m in zip(result["stats"], result["class_means"], strict=True)
         ]
         jobs["class_activations"] = (ordered, classes)
+    jobs.update(conv_jobs(net, arrays, summary, result))
     errors = result["errors"]
     if len(errors):
         probs = result["probs"][errors]

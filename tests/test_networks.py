@@ -131,7 +131,12 @@ def test_the_cnn_preset_learns_the_digits_and_every_stage_runs(make_cfg: Callabl
     assert kinds[:4] == ["input", "conv", "activation", "pool"] and "flatten" in kinds
     stats = {row["name"]: row for row in record["activation_stats"]}
     assert stats["features.1"]["units"] == 16  # a convolution's activations: one per channel
-    assert not list(layout.figure_dir(cfg.paths.visualize).glob("first_layer_images.*"))
+    drawn = {p.stem for p in layout.figure_dir(cfg.paths.visualize).glob("*.png")}
+    assert "first_layer_images" not in drawn  # a convolution weighs neighbourhoods, not the image
+    assert {"conv_filters", "conv_feature_maps", "grad_cam_classes", "grad_cam_errors"} <= drawn
+    assert {"gradient_norms", "loss_line"} <= drawn
+    for title in ("The first convolution&#39;s filters", "Where the network looks, per class (Grad-CAM)"):
+        assert title in html or title.replace("&#39;", "'") in html
 
 
 @pytest.mark.slow
@@ -159,3 +164,40 @@ def test_a_users_network_runs_through_every_stage(mynets: Path, make_cfg: Callab
         assert torch.allclose(
             logged(torch.from_numpy(X)), model.load(layout.model_file(cfg))(torch.from_numpy(X))
         )
+
+
+def test_grad_cam_points_at_the_pixels_that_raised_the_class() -> None:
+    """Channel 0 fires on positive pixels, channel 1 on negative ones; class 1's score reads only
+    channel 0. For an image positive at the top-left and negative at the bottom-right, class 1's
+    map lights the top-left alone, and class 0's the bottom-right."""
+    import torch
+    from torch import nn
+
+    from pipeline import model, visualize
+
+    class TwoInks(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 1, bias=False)
+            self.act = nn.ReLU()
+            self.flat = nn.Flatten()
+            self.head = nn.Linear(128, 2, bias=False)
+            with torch.no_grad():
+                self.conv.weight.copy_(torch.tensor([1.0, -1.0]).reshape(2, 1, 1, 1))
+                reads = torch.zeros(2, 2, 8, 8)
+                reads[1, 0] = 1.0  # class 1: channel 0 (positive ink), anywhere
+                reads[0, 1] = 1.0  # class 0: channel 1 (negative ink)
+                self.head.weight.copy_(reads.reshape(2, 128))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.flat(self.act(self.conv(x))))
+
+    net = model.Shaped(TwoInks(), (1, 8, 8))
+    image = np.zeros((8, 8), dtype=np.float32)
+    image[1:3, 1:3] = 1.0
+    image[5:7, 5:7] = -1.0
+    rows = np.stack([image.reshape(64)] * 2)
+    cams = visualize.grad_cam(net, rows, np.array([1, 0]), net.net.conv)
+    assert cams.shape == (2, 8, 8)
+    assert cams[0, :4, :4].max() > 0 and cams[0, 4:, 4:].max() == 0
+    assert cams[1, 4:, 4:].max() > 0 and cams[1, :4, :4].max() == 0
