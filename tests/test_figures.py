@@ -31,7 +31,7 @@ def test_registry_order_is_the_reports_section_order() -> None:
         "gradient_norms",
         "loss_line",
     ]
-    assert [f.id for f in figures.in_section("errors")] == ["error_gallery"]
+    assert [f.id for f in figures.in_section("errors")] == ["error_gallery", "grad_cam_errors"]
     assert figures.in_section("summary") == []
     assert [f.id for f in figures.of_stage("evaluate")] == [
         "training_curves",
