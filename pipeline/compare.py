@@ -20,7 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline import figures, io
+import numpy as np
+
+from pipeline import figures, io, similarity
 from pipeline.config import Config
 from pipeline.errors import GlassnetError
 from pipeline.html import ReportFigure, embed_figure, fmt_num, render_page
@@ -33,13 +35,26 @@ IGNORED_PARAM_PREFIXES = ("paths.", "tracking.", "compare.", "report.", "trainer
 # Metrics logged once per epoch: drawn as curves, not leaderboard columns.
 CURVE_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
 # The report figures shown side by side for the two best runs (figure ids of pipeline.figures).
-BEST_RUN_FIGURES = ("class_importance", "feature_importance")
+BEST_RUN_FIGURES = ("class_importance", "feature_importance", "sanity_curve", "surrogate_fidelity")
+# The explain stage's mean |SHAP| per class and feature, as each run logged it (layout.importance_file).
+IMPORTANCE_ARTIFACT = "explain/importance.json"
+MAX_EXPLAINED = 12  # runs whose explanations are fetched and compared, best first
 # This page's own figures are drawn per run set (one per varying hyperparameter): their captions.
 CAPTIONS = {
     "param": "Each point is a run; the y-axis is the ranking metric. A trend shows how much this "
     "hyperparameter matters; points at the same x that differ show the effect of the other settings.",
     "curves": "Validation loss after each epoch, one line per run. Lower is better; a curve that turns "
     "upward marks a run that started to overfit.",
+    "agreement": "Each point is a run; the y-axis is the Spearman rank correlation between its global "
+    "feature importance (mean |SHAP| summed over the classes) and the best run's: 1 means it ranks the "
+    "features as the best run does. A trend shows that this hyperparameter changes what the network "
+    "looks at, not only how well it does.",
+    "difference": "Per class, the share of attention (mean |SHAP|, each run's map scaled to sum 1) each "
+    "pixel gets in the best run minus in the runner-up: red where the best run relies on the pixel more, "
+    "blue where the runner-up does. An evenly pale map means both networks look at the same places.",
+    "changes": "The features whose share of global importance (mean |SHAP| summed over the classes, "
+    "scaled to sum 1) differs most between the best run and the runner-up: red bars gained weight in the "
+    "best run, blue bars lost it.",
 }
 
 
@@ -89,6 +104,89 @@ def verdict(
     if missing:
         sentences.append(f"{len(missing)} run(s) have no {metric} and are listed but not ranked.")
     return sentences
+
+
+def explanation_agreement(importances: dict[str, np.ndarray], best: str) -> dict[str, float]:
+    """Run id -> Spearman rank correlation of its global feature importance (``importances``:
+    (classes, features) mean |SHAP| per run, summed over the classes) with the ``best`` run's;
+    NaN for a run explained on other features."""
+    reference = importances[best].sum(axis=0)
+    out = {}
+    for run_id, importance in importances.items():
+        total = importance.sum(axis=0)
+        out[run_id] = (
+            float(similarity.rank_agreement(reference[None], total[None])[0])
+            if total.shape == reference.shape
+            else math.nan
+        )
+    return out
+
+
+def load_importances(uri: str, runs: list[queries.RunRecord], folder: Path) -> dict[str, dict[str, Any]]:
+    """Run id -> the explain stage's importance record, for the runs that logged one."""
+    found = {}
+    for r in runs:
+        path = queries.download_artifact(uri, r.run_id, IMPORTANCE_ARTIFACT, folder / r.run_id)
+        if path is not None:
+            found[r.run_id] = io.read_json(path, "explain")
+    return found
+
+
+def draw_explanations(
+    ranked: list[queries.RunRecord],
+    varying: list[str],
+    agreement: dict[str, float],
+    records: dict[str, dict[str, Any]],
+    folder: Path,
+    dpi: int,
+) -> dict[str, list[Any]]:
+    """The varying hyperparameters against explanation agreement with the best run, and how the
+    two best runs' explanations differ (per-class maps for images, the largest changes for tables)."""
+    from pipeline.plots import compare as figs
+    from pipeline.plots import save_png
+
+    out: dict[str, list[Any]] = {"agreement": [], "difference": []}
+    scored = [r for r in ranked if math.isfinite(agreement.get(r.run_id, math.nan))]
+    if len(scored) > 1:
+        for i, key in enumerate(varying):
+            fig = figs.param_vs_metric(
+                [r.params.get(key, "—") for r in scored],
+                [agreement[r.run_id] for r in scored],
+                key,
+                "explanation agreement with #1",
+            )
+            path = save_png(fig, folder / f"agreement_{i}.png", dpi)
+            alt = f"Scatter plot of explanation agreement with the best run against {key}, one point per run."
+            out["agreement"].append(
+                embed_figure(path, f"{key} against explanation agreement", CAPTIONS["agreement"], alt)
+            )
+    best, second = ranked[0].run_id, ranked[1].run_id if len(ranked) > 1 else ""
+    if best in records and second in records and agreement.get(second, math.nan) == agreement.get(second):
+        a, b = records[best], records[second]
+        names = (f"#1 {ranked[0].name}", f"#2 {ranked[1].name}")
+        if a["image_shape"]:
+            fig = figs.importance_difference_maps(
+                np.asarray(a["importance"]),
+                np.asarray(b["importance"]),
+                a["image_shape"],
+                a["class_names"],
+                names,
+            )
+            path = save_png(fig, folder / "difference.png", dpi)
+            alt = "Grid of per-class maps of the difference in pixel importance between the two best runs."
+            out["difference"].append(
+                embed_figure(path, "Where the two best runs look differently", CAPTIONS["difference"], alt)
+            )
+        else:
+            fig = figs.importance_changes(
+                np.asarray(a["importance"]), np.asarray(b["importance"]), a["feature_names"], names
+            )
+            path = save_png(fig, folder / "difference.png", dpi)
+            alt = "Bar chart of the features whose importance changed most between the two best runs."
+            out["difference"].append(
+                embed_figure(path, "The largest changes in importance", CAPTIONS["changes"], alt)
+            )
+    return out
 
 
 def draw(
@@ -162,6 +260,15 @@ def run(cfg: Config) -> Path:
         drawn = draw(
             ranked, varying, c.metric, {k: v for k, v in histories.items() if v}, folder, cfg.report.dpi
         )
+        records = load_importances(uri, ranked[:MAX_EXPLAINED], folder / "importance")
+        agreement = (
+            explanation_agreement(
+                {k: np.asarray(v["importance"]) for k, v in records.items()}, ranked[0].run_id
+            )
+            if ranked[0].run_id in records
+            else {}
+        )
+        drawn.update(draw_explanations(ranked, varying, agreement, records, folder, cfg.report.dpi))
         best_two = [
             {"rank": i + 1, "name": r.name, "figures": logged_figures(uri, r.run_id, folder / f"best{i}")}
             for i, r in enumerate(ranked[:2])
@@ -185,12 +292,14 @@ def run(cfg: Config) -> Path:
                     "run_id": r.run_id,
                     "params": {k: r.params.get(k, "—") for k in varying},
                     "metrics": {m: r.metrics.get(m, math.nan) for m in columns},
+                    "agreement": agreement.get(r.run_id, math.nan),
                 }
                 for i, r in enumerate(ranked)
             ],
             "missing": [r.name for r in missing],
             "figures": drawn,
             "best_two": best_two,
+            "agreement": agreement,
         }
         html = render_compare(context)
     out = Path(c.output)
@@ -211,6 +320,7 @@ SECTIONS = (
     ("leaderboard", "Leaderboard"),
     ("hyperparameters", "Hyperparameters against the metric"),
     ("curves", "Training curves"),
+    ("explanations", "Explanations across runs"),
     ("explanation", "Explanations of the two best runs"),
 )
 

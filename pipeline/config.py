@@ -186,6 +186,26 @@ class TrustConfig:
 
 
 @dataclass
+class SanityConfig:
+    """The weight-randomisation sanity check (pipeline/sanity.py)."""
+
+    enabled: bool = True
+    n_samples: int = 100  # of the explained samples, re-explained after each randomisation step
+    threshold: float = 0.5  # median rank correlation above it, every layer random: the check fails
+    n_maps: int = 4  # example images drawn per step
+
+
+@dataclass
+class SurrogateConfig:
+    """The decision tree fitted to the network's predictions (pipeline/surrogate.py)."""
+
+    enabled: bool = True
+    max_depth: int = 8
+    tolerance: float = 0.01  # chosen depth: the smallest within this much fidelity of the best
+    n_rules: int = 5
+
+
+@dataclass
 class ExplainConfig:
     explainer: Explainer = Explainer.deep
     # Keyword options of the chosen explainer (e.g. nsamples, max_evals); the explain
@@ -195,6 +215,8 @@ class ExplainConfig:
     n_background: int = 100
     n_examples: int = 6
     trust: TrustConfig = field(default_factory=TrustConfig)
+    sanity: SanityConfig = field(default_factory=SanityConfig)
+    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
 
 
 @dataclass
@@ -245,6 +267,8 @@ class PathsConfig:
     train_metrics: str = "artifacts/metrics/train.json"
     evaluate_metrics: str = "artifacts/metrics/evaluate.json"
     explain_metrics: str = "artifacts/metrics/explain.json"
+    sanity_plot: str = "artifacts/plots/sanity.csv"
+    surrogate_plot: str = "artifacts/plots/surrogate.csv"
     history: str = "artifacts/plots/history.csv"
     predictions: str = "artifacts/plots/predictions.csv"
     calibration: str = "artifacts/plots/calibration.csv"
@@ -299,6 +323,12 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("explain.trust.removal_steps", lambda v: v >= 1, "at least 1"),
     ("explain.trust.random_orders", lambda v: v >= 1, "at least 1"),
     ("explain.trust.ig_steps", lambda v: v >= 2, "at least 2"),
+    ("explain.sanity.n_samples", lambda v: v >= 2, "at least 2"),
+    ("explain.sanity.threshold", lambda v: -1 <= v <= 1, "a correlation in [-1, 1], e.g. 0.5"),
+    ("explain.sanity.n_maps", lambda v: v >= 0, "non-negative"),
+    ("explain.surrogate.max_depth", lambda v: 1 <= v <= 30, "between 1 and 30"),
+    ("explain.surrogate.tolerance", lambda v: 0 <= v < 1, "a fraction in [0, 1), e.g. 0.01"),
+    ("explain.surrogate.n_rules", lambda v: v >= 1, "at least 1"),
     ("report.dpi", lambda v: 20 <= v <= 600, "between 20 and 600"),
     ("compare.max_runs", lambda v: v >= 1, "at least 1"),
     ("visualize.n_units", lambda v: v >= 1, "at least 1"),

@@ -22,17 +22,30 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-import warnings
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from pipeline import artifacts, fast_deep, io, layout, parallel, plots, progress
-from pipeline.config import Config, TrustConfig
+from pipeline import (
+    artifacts,
+    deep_lift,
+    fast_deep,
+    io,
+    layout,
+    parallel,
+    plots,
+    progress,
+    sanity,
+    similarity,
+    surrogate,
+)
+from pipeline.config import Config, SanityConfig, SurrogateConfig, TrustConfig
 from pipeline.errors import ConfigError
 from pipeline.tracking import records, runs
 
@@ -84,16 +97,31 @@ def _require_torch(net: Any, name: str) -> None:
 # --- explainers: EXPLAINERS maps each `explain.explainer` name to one of these ----------------
 
 
+def _chain(net: nn.Module, background: np.ndarray) -> list[deep_lift.Step] | None:
+    """The network as a chain pipeline.deep_lift can explain, or None."""
+    if not isinstance(net, nn.Module) or len(background) == 0:
+        return None
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    net.eval()
+    sample = torch.from_numpy(np.ascontiguousarray(background[:4], dtype=np.float32)).to(device)
+    return deep_lift.chain_of(net, sample)
+
+
 def deep_shap(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DeepExplainer's attributions (DeepLIFT rescale with a background distribution; exactly additive).
 
-    For MLPs of Linear/ReLU/Tanh/Sigmoid/Dropout layers they are computed in closed form by
-    pipeline.fast_deep (the same numbers to 1e-7, ~100x faster: benchmarks/explain.py);
-    any other network goes through shap.DeepExplainer itself.
+    Three paths give the same numbers (to 1e-4 and better; tests/test_deep_lift.py and
+    tests/test_fast_deep.py compare each with shap.DeepExplainer): MLPs of Linear/ReLU/Tanh/
+    Sigmoid/Dropout layers in closed form (pipeline.fast_deep, ~100x faster); any other chain of
+    layers, convolutional nets included, through pipeline.deep_lift's batched rules (~5x faster);
+    a network with branches or functional operations through shap.DeepExplainer itself.
     """
-    if fast_deep.layers_of(net) is None:
+    if fast_deep.layers_of(net) is not None:
+        values, base = fast_deep.deep_shap(net, background, X)
+    elif _chain(net, background) is not None:
+        values, base = deep_lift.deep_shap(net, background, X)
+    else:
         return shap_deep(net, background, X)
-    values, base = fast_deep.deep_shap(net, background, X)
     return values, _per_sample(base, len(X))
 
 
@@ -106,16 +134,16 @@ PATHS = {
 }
 
 
-def explainer_path(name: str, net: nn.Module) -> str:
-    """What computes explainer ``name``'s values for ``net``: for deep, the closed form where the
-    network is an MLP (``fast_deep.layers_of``), else shap.DeepExplainer."""
-    if name == "deep":
-        return (
-            "closed form (pipeline.fast_deep)"
-            if fast_deep.layers_of(net) is not None
-            else "shap.DeepExplainer"
-        )
-    return PATHS[name]
+def explainer_path(name: str, net: nn.Module, rows: np.ndarray) -> str:
+    """What computes explainer ``name``'s values for ``net`` (``deep_shap``'s choice for deep,
+    found by tracing ``rows``, a few input rows)."""
+    if name != "deep":
+        return PATHS[name]
+    if fast_deep.layers_of(net) is not None:
+        return "closed form (pipeline.fast_deep)"
+    if _chain(net, rows) is not None:
+        return "batched DeepLIFT (pipeline.deep_lift)"
+    return "shap.DeepExplainer"
 
 
 # Leaf modules shap.DeepExplainer has a rule for (its PyTorch op handlers; layers it does not know
@@ -172,20 +200,9 @@ def shap_deep(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np
         )
     net.eval()
     explainer = shap.DeepExplainer(net, torch.from_numpy(background))
-    # shap's rule for max pooling calls max_unpool2d, which torch flags as nondeterministic (on
-    # CUDA): where deterministic algorithms are on (a Trainer with deterministic=True ran in this
-    # process), that flag would stop the explanation, so it only warns here.
-    strict = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    try:
-        if strict:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"max_unpooling\w* does not have a deterministic")
-            values = _as_nfc(explainer.shap_values(torch.from_numpy(X), check_additivity=False))
-    finally:
-        if strict:
-            torch.use_deterministic_algorithms(True, warn_only=warn_only)
+    # shap's rule for max pooling calls max_unpool2d, which torch flags as nondeterministic.
+    with deep_lift.unpooling_allowed():
+        values = _as_nfc(explainer.shap_values(torch.from_numpy(X), check_additivity=False))
     return values, _per_sample(np.asarray(explainer.expected_value), len(X))
 
 
@@ -451,30 +468,6 @@ def faithfulness(
     }
 
 
-def average_ranks(a: np.ndarray) -> np.ndarray:
-    """Ranks 1..F within each row of ``a``, tied values sharing their average rank (as
-    scipy.stats.rankdata(a, axis=1), whose import cost the explain stage 0.6 s)."""
-    ranks = np.empty(a.shape, dtype=np.float64)
-    for i, row in enumerate(a):
-        _, inverse, counts = np.unique(row, return_inverse=True, return_counts=True)
-        # Values sorted ascending occupy ranks (end - count + 1) .. end: their mean is below.
-        ends = np.cumsum(counts)
-        ranks[i] = (ends - (counts - 1) / 2)[inverse]
-    return ranks
-
-
-def rank_agreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of each row of ``a`` with the same row of ``b`` (ties get their
-    average rank); NaN for a row where either is constant (no ranking to compare)."""
-    ra = average_ranks(np.asarray(a, dtype=np.float64))
-    rb = average_ranks(np.asarray(b, dtype=np.float64))
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    denom = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (ra * rb).sum(axis=1) / np.where(denom > 0, denom, 1), np.nan)
-
-
 def summarize(values: np.ndarray) -> dict[str, float]:
     """Mean, median and quantiles of the finite values, and how many there were."""
     v = np.asarray(values, dtype=np.float64)
@@ -571,7 +564,7 @@ def trust_metrics(
         rng=np.random.default_rng(seed + 1),
     )
     ig, ig_gap = integrated_gradients(net, X, baseline, y_pred, trust.ig_steps)
-    rho = rank_agreement(attributions, ig)
+    rho = similarity.rank_agreement(attributions, ig)
     agreement = summarize(rho)
     metrics = {
         "faithfulness_area": faith["area"],
@@ -602,6 +595,70 @@ class Explanation:
     explainer: str
     arrays: dict[str, np.ndarray]  # rows, values (n, F, C), base (n, C), outputs, importance (C, F), ...
     metrics: dict[str, float] = field(default_factory=dict)
+    sanity: sanity.SanityResult | None = None
+    surrogate: surrogate.Surrogate | None = None
+
+
+def sanity_check(
+    net: nn.Module,
+    explain_fn: Callable[..., tuple[np.ndarray, np.ndarray]],
+    options: dict[str, Any],
+    background: np.ndarray,
+    X: np.ndarray,
+    values: np.ndarray,
+    y_pred: np.ndarray,
+    config: SanityConfig,
+    image_shape: tuple[int, int] | None,
+    seed: int,
+) -> sanity.SanityResult:
+    """The weight-randomisation check on the first ``config.n_samples`` explained rows, with
+    the explainer and options that explained them."""
+    m = min(config.n_samples, len(X))
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    sample = torch.from_numpy(np.ascontiguousarray(X[:4], dtype=np.float32)).to(device)
+    return sanity.check(
+        net,
+        lambda randomised: explain_fn(randomised, background, X[:m], **options)[0],
+        values[:m],
+        y_pred[:m],
+        sample,
+        image_shape=image_shape,
+        seed=seed,
+        n_maps=config.n_maps,
+        threshold=config.threshold,
+    )
+
+
+def surrogate_tree(
+    predict: Predict,
+    X_train: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    config: SurrogateConfig,
+    seed: int,
+    pool: Executor | None = None,
+) -> Future[surrogate.Surrogate]:
+    """A tree fitted to the network's predictions on (at most MAX_TRAIN_ROWS of) the train split,
+    in ``pool`` where one is given (scikit-learn's import, ~2 s, then happens beside this
+    process's work), else here; the network's predictions are made here either way."""
+    rows = sample_rows(len(X_train), min(len(X_train), surrogate.MAX_TRAIN_ROWS), np.random.default_rng(seed))
+    rows.sort()
+    args = (
+        X_train[rows],
+        predict(X_train[rows]).argmax(axis=1),
+        X_test,
+        predict(X_test).argmax(axis=1),
+        y_test,
+    )
+    fit = partial(
+        surrogate.fit, *args, n_classes, max_depth=config.max_depth, tolerance=config.tolerance, seed=seed
+    )
+    if pool is not None:
+        return pool.submit(fit)
+    done: Future[surrogate.Surrogate] = Future()
+    done.set_result(fit())
+    return done
 
 
 def explain(
@@ -617,11 +674,17 @@ def explain(
     n_mistakes: int,
     trust: TrustConfig,
     seed: int,
+    sanity_config: SanityConfig | None = None,
+    surrogate_config: SurrogateConfig | None = None,
+    image_shape: tuple[int, int] | None = None,
+    pool: Executor | None = None,
 ) -> Explanation:
     """Core: explain ``n_samples`` seeded test rows against ``n_background`` train rows with
     ``explainer`` (a key of EXPLAINERS), measure additivity, faithfulness and agreement with
     Integrated Gradients; explain up to ``n_mistakes`` more misclassified test rows when the sample
-    holds fewer (0: none)."""
+    holds fewer (0: none). With their configs given and enabled, also run the weight-randomisation
+    sanity check and fit the surrogate tree (``image_shape``: (H, W) of image rows; ``pool``: an
+    executor the tree is fitted in meanwhile)."""
     explain_fn = EXPLAINERS[explainer]
     predict = logits_fn(net)
     rng = np.random.default_rng(seed)
@@ -634,6 +697,12 @@ def explain(
     if n_mistakes:
         extra = extra_mistakes(
             y_test, predict(X_test).argmax(axis=1), rows, n_mistakes - int((y_true != y_pred).sum())
+        )
+    pending = None
+    if surrogate_config is not None and surrogate_config.enabled:
+        # Started first: in ``pool`` it runs while this process explains.
+        pending = surrogate_tree(
+            predict, X_train, X_test, y_test, outputs.shape[1], surrogate_config, seed, pool
         )
     started = time.perf_counter()
     values, base = explain_fn(net, background, X, **options)
@@ -668,7 +737,19 @@ def explain(
         "n_samples": int(len(rows)),
         "n_background": int(len(background)),
     }
-    return Explanation(explainer, arrays, metrics)
+    checked, tree = None, None
+    if sanity_config is not None and sanity_config.enabled:
+        started = time.perf_counter()
+        checked = sanity_check(
+            net, explain_fn, options, background, X, values, y_pred, sanity_config, image_shape, seed
+        )
+        metrics.update(checked.metrics())
+        metrics["sanity_seconds"] = round(time.perf_counter() - started, 3)
+    if pending is not None:
+        tree = pending.result()
+        metrics.update(tree.metrics())
+        metrics["surrogate_seconds"] = round(tree.seconds, 3)
+    return Explanation(explainer, arrays, metrics, checked, tree)
 
 
 def figure_jobs(
@@ -736,8 +817,92 @@ def sample_sizes(n_test: int, n_train: int, n_samples: int, n_background: int) -
     return used[0], used[1], notes
 
 
+def check_jobs(
+    result: Explanation, summary: dict[str, Any], X_test: np.ndarray, raw_test: np.ndarray
+) -> dict[str, tuple[Any, ...]]:
+    """Figure id -> drawing arguments for the sanity check and the surrogate tree (those run);
+    ``X_test`` and ``raw_test``, the test split scaled and not, state thresholds in raw units."""
+    jobs: dict[str, tuple[Any, ...]] = {}
+    shape = tuple(summary["image_shape"]) if summary["image_shape"] else None
+    classes = summary["class_names"]
+    checked, tree = result.sanity, result.surrogate
+    if checked is not None and checked.layers:
+        jobs["sanity_curve"] = (
+            checked.layers,
+            checked.cascade_rank,
+            checked.cascade_signed,
+            checked.single_rank,
+            checked.cascade_ssim,
+            checked.single_ssim,
+            checked.threshold,
+        )
+        if shape is not None and checked.maps.size:
+            jobs["sanity_maps"] = (checked.maps, checked.layers, shape)
+    if tree is not None:
+        jobs["surrogate_fidelity"] = (
+            tree.depths,
+            tree.fidelity,
+            tree.accuracy,
+            tree.depth,
+            tree.network_accuracy,
+        )
+        labels = surrogate.feature_labels(summary["feature_names"], shape)
+        mean_image = raw_test.mean(axis=0) if shape is not None else None
+        split_order = surrogate.split_features(tree.tree)
+        thresholds = surrogate.threshold_texts(tree.tree, (X_test, raw_test))
+        jobs["surrogate_tree"] = (tree.tree, labels, classes, shape, mean_image, split_order, thresholds)
+        jobs["surrogate_classes"] = (tree.class_fidelity, classes)
+    return jobs
+
+
+def checks_record(
+    result: Explanation, summary: dict[str, Any], X_test: np.ndarray, raw_test: np.ndarray, n_rules: int
+) -> dict[str, Any]:
+    """The checks in words for the report: the sanity verdict, the tree's rules, its weakest classes."""
+    classes = summary["class_names"]
+    shape = tuple(summary["image_shape"]) if summary["image_shape"] else None
+    record: dict[str, Any] = {"sanity": None, "surrogate": None}
+    checked, tree = result.sanity, result.surrogate
+    if checked is not None:
+        record["sanity"] = {
+            "verdict": sanity.verdict(checked),
+            "passed": checked.passed,
+            "layers": checked.layers,
+            "n_samples": int(checked.cascade_rank.shape[1]) if checked.layers else 0,
+            "threshold": checked.threshold,
+            "rank_all_random": checked.rank_all_random,
+            "signed_all_random": checked.signed_all_random,
+            "signs_passed": checked.signs_passed,
+            "ssim_all_random": checked.ssim_all_random if checked.cascade_ssim is not None else None,
+        }
+    if tree is not None:
+        labels = surrogate.feature_labels(summary["feature_names"], shape)
+        rules = surrogate.rules(tree.tree, labels, n_rules, units=(X_test, raw_test))
+        order = [int(c) for c in np.argsort(np.nan_to_num(tree.class_fidelity, nan=2.0))]
+        record["surrogate"] = {
+            **tree.metrics(),
+            "network_accuracy": tree.network_accuracy,
+            "max_depth": int(tree.depths.max()),
+            "rules": [rule.text(classes) for rule in rules],
+            "weakest_classes": [
+                {"class": classes[c], "fidelity": float(tree.class_fidelity[c])}
+                for c in order[:3]
+                if np.isfinite(tree.class_fidelity[c])
+            ],
+        }
+    return record
+
+
 # Figures drawn by the pool's worker while this process draws the others (~0.25 s a figure).
-POOL_FIGURES = ("class_importance", "examples_correct", "examples_wrong", "beeswarm", "waterfall")
+POOL_FIGURES = (
+    "class_importance",
+    "examples_correct",
+    "examples_wrong",
+    "beeswarm",
+    "waterfall",
+    "sanity_maps",
+    "surrogate_tree",
+)
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -767,10 +932,15 @@ def run(cfg: Config) -> dict[str, Any]:
             n_mistakes=ecfg.n_examples if summary["image_shape"] else 0,
             trust=ecfg.trust,
             seed=cfg.seed,
+            sanity_config=ecfg.sanity,
+            surrogate_config=ecfg.surrogate,
+            image_shape=tuple(summary["image_shape"]) if summary["image_shape"] else None,
+            pool=pool,
         )
         folder = layout.figure_dir(cfg.paths.explain)
         plots.clear(folder)
         jobs = figure_jobs(result.arrays, summary, arrays["X_test_raw"], ecfg.n_examples)
+        jobs.update(check_jobs(result, summary, arrays["X_test"], arrays["X_test_raw"]))
         figures = plots.render_all(jobs, folder, cfg.report.dpi, pool=pool, elsewhere=POOL_FIGURES)
     # What was asked, beside what was used (n_samples, n_background): the report says when they differ.
     metrics = {
@@ -779,14 +949,45 @@ def run(cfg: Config) -> dict[str, Any]:
         "n_background_requested": ecfg.n_background,
     }
     io.write_npz(layout.shap_file(cfg), **result.arrays)
-    io.write_json(cfg.paths.explain_metrics, {**metrics, "path": explainer_path(name, net)})
+    io.write_json(
+        layout.importance_file(cfg),
+        {
+            "class_names": summary["class_names"],
+            "feature_names": summary["feature_names"],
+            "image_shape": summary["image_shape"],
+            "importance": result.arrays["importance"].tolist(),  # (classes, features)
+        },
+    )
+    io.write_json(
+        layout.checks_file(cfg),
+        checks_record(result, summary, arrays["X_test"], arrays["X_test_raw"], ecfg.surrogate.n_rules),
+    )
+    # The plot files exist whether or not a check ran: DVC expects every declared output.
+    sanity_rows = result.sanity.rows() if result.sanity is not None else []
+    io.write_csv(
+        cfg.paths.sanity_plot,
+        ["layers_randomised", "layer", "rank_median", "signed_rank_median", "ssim_median"],
+        [
+            [r[k] for k in ("layers_randomised", "layer", "rank_median", "signed_rank_median", "ssim_median")]
+            for r in sanity_rows
+        ],
+    )
+    tree_rows = result.surrogate.rows() if result.surrogate is not None else []
+    io.write_csv(
+        cfg.paths.surrogate_plot,
+        ["depth", "fidelity", "tree_accuracy"],
+        [[r["depth"], r["fidelity"], r["tree_accuracy"]] for r in tree_rows],
+    )
+    path = explainer_path(name, net, arrays["X_train"][:4])
+    io.write_json(cfg.paths.explain_metrics, {**metrics, "path": path})
     prefixed = {f"shap_{k}": v for k, v in metrics.items()}
-    records.write(layout.mlflow_record(cfg.paths.explain), run_info, prefixed, figures, "explain")
+    logged = [*figures, layout.importance_file(cfg), layout.checks_file(cfg)]
+    records.write(layout.mlflow_record(cfg.paths.explain), run_info, prefixed, logged, "explain")
     log.info(
         "SHAP (%s, %s) on %d samples vs %d background rows in %.1f s: additivity error max %.2e; "
         "faithfulness area %.3f; agreement with Integrated Gradients: median Spearman %.2f",
         name,
-        explainer_path(name, net),
+        path,
         metrics["n_samples"],
         metrics["n_background"],
         metrics["explainer_seconds"],

@@ -29,6 +29,7 @@ SECTIONS = (
     ("training", "Training"),
     ("evaluation", "Evaluation on the test set"),
     ("explanation", "Explanation (SHAP)"),
+    ("checks", "Checking the explanation: random weights and a surrogate tree"),
     ("activations", "Inside the network: activations"),
     ("errors", "The worst mistakes"),
     ("configuration", "Configuration"),
@@ -367,6 +368,90 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Histogram of per-sample rank correlations between SHAP and Integrated Gradients attributions.",
         draw="pipeline.plots.attribution:rank_agreement_hist",
+    ),
+    # checks
+    FigureSpec(
+        id="sanity_curve",
+        stage="explain",
+        section="checks",
+        title="Sanity check: do the attributions change when the weights are random?",
+        caption=(
+            "Adebayo et al. (2018) showed that some explanation methods draw nearly the same maps for a "
+            "network whose weights are random: such maps describe the input, not what the network learned. "
+            "Left: the layers are re-initialised one more at a time, from the output back to the input, and "
+            "the same samples explained again; each line is the median similarity to the trained network's "
+            "attributions (shaded: the middle half of the samples), as the rank correlation of |attribution| "
+            "(blue), the same with signs (purple) and, for images, the SSIM of the maps (orange). DeepSHAP's "
+            "sizes grow with how far a feature is from the background whatever the weights, so blue can stay "
+            "high while purple falls: the signs are the network's, the sizes partly the input's. A "
+            "trustworthy explanation falls towards 0 as soon as the "
+            "layers that matter are random; one that stays above the dashed threshold with every layer random"
+            " fails the check. Right: each layer randomised alone, the others as trained: a layer whose bar "
+            "stays near 1 is one the explanation does not depend on."
+        ),
+        alt="Line chart of attribution similarity against the layers randomised, and bars per layer.",
+        draw="pipeline.plots.checks:sanity_curve",
+    ),
+    FigureSpec(
+        id="sanity_maps",
+        stage="explain",
+        section="checks",
+        title="The same explanations with random weights",
+        caption=(
+            "Each row is one explained test image; the first column is its attribution map for the predicted "
+            "class on the trained network, and each further column the map after one more layer (named above "
+            "it) was re-initialised, from the output back. Maps that keep the digit's shape to the last "
+            "column show edges of the input whatever the weights; maps that dissolve into noise depend on the"
+            " network."
+        ),
+        alt="Grid of attribution maps: rows are images, columns are randomisation steps.",
+        draw="pipeline.plots.checks:sanity_maps",
+    ),
+    FigureSpec(
+        id="surrogate_fidelity",
+        stage="explain",
+        section="checks",
+        title="A decision tree that imitates the network: fidelity against depth",
+        caption=(
+            "A decision tree is fitted to the classes the network predicts on the training inputs (the "
+            "network is the teacher, not the labels), at each depth. Green: its fidelity, the share of test "
+            "samples where tree and network agree; grey: the tree's own accuracy against the true labels; "
+            "dotted: the network's accuracy. The dashed line marks the depth chosen, the smallest within one "
+            "point of the best fidelity. A high fidelity at a small depth means a few threshold rules capture"
+            " most of what the network does; a low one that the network combines its inputs in ways no small "
+            "tree can."
+        ),
+        alt="Line chart of surrogate tree fidelity and accuracy against tree depth.",
+        draw="pipeline.plots.checks:surrogate_fidelity",
+    ),
+    FigureSpec(
+        id="surrogate_tree",
+        stage="explain",
+        section="checks",
+        title="The surrogate tree",
+        caption=(
+            "The chosen tree's first three levels. Each box is a question about one input feature (true goes "
+            "left), the share of training samples that reach it and, coloured by it, the class the network "
+            "gives most of them. For images, the right panel marks the pixels the tree asks about, numbered "
+            "from the root, over the mean image: these are the places where the network's decisions split "
+            "most cleanly."
+        ),
+        alt="Decision tree diagram of the surrogate model, with its split pixels marked on the image grid.",
+        draw="pipeline.plots.checks:surrogate_tree",
+    ),
+    FigureSpec(
+        id="surrogate_classes",
+        stage="explain",
+        section="checks",
+        title="Where the tree cannot follow the network",
+        caption=(
+            "For each class the network predicted, the share of those test samples on which the chosen tree "
+            "agrees with it (green 90% and above, orange 70-90%, red below). A low bar marks a class the "
+            "network recognises by something a small set of threshold rules on single features cannot "
+            "express."
+        ),
+        alt="Bar chart of surrogate fidelity per predicted class.",
+        draw="pipeline.plots.checks:surrogate_classes",
     ),
     # activations
     FigureSpec(

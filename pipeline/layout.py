@@ -39,6 +39,16 @@ def shap_file(cfg: Config) -> Path:
     return Path(cfg.paths.explain) / "shap.npz"
 
 
+def importance_file(cfg: Config) -> Path:
+    """Mean |SHAP| per class and feature, with the names: what the comparison page compares."""
+    return Path(cfg.paths.explain) / "importance.json"
+
+
+def checks_file(cfg: Config) -> Path:
+    """The explanation checks in words (sanity verdict, surrogate rules) for the report."""
+    return Path(cfg.paths.explain) / "checks.json"
+
+
 def weight_history_file(cfg: Config) -> Path:
     return Path(cfg.paths.train) / "weight_history.json"
 

@@ -64,7 +64,8 @@ WORKERS: dict[str, tuple[tuple[str, ...], int]] = {
     # train: niced, as at equal priority MLflow's work slowed the fit from 2.5 s to 4.4 s
     "train": (("mlflow",), 10),
     "evaluate": (("pipeline.plots.evaluation",), 0),
-    "explain": (("pipeline.plots.attribution",), 0),
+    # explain: the surrogate tree is fitted there first (sklearn.tree, ~2 s to import)
+    "explain": (("sklearn.tree", "pipeline.plots.attribution", "pipeline.plots.checks"), 0),
     "visualize": (("sklearn.manifold", "sklearn.decomposition", "sklearn.metrics"), 0),
 }
 _early: dict[str, ProcessPoolExecutor] = {}

@@ -31,9 +31,13 @@ log = logging.getLogger(__name__)
 
 
 def verdict(
-    metrics: dict[str, Any], top_confusions: list[dict[str, Any]], explain: dict[str, Any]
+    metrics: dict[str, Any],
+    top_confusions: list[dict[str, Any]],
+    explain: dict[str, Any],
+    checks: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Plain-language sentences for the "at a glance" panel."""
+    """Plain-language sentences for the "at a glance" panel (``checks``: the explain stage's
+    sanity verdict and surrogate tree, where they ran)."""
     sentences = [
         f"The network classifies {fmt_pct(metrics['accuracy'])} of the {metrics['n_test']:,} test samples "
         f"correctly (macro F1 {metrics['macro_f1']:.3f})."
@@ -66,6 +70,21 @@ def verdict(
             if gap < 0.01
             else f"The SHAP attributions miss the network's outputs by up to {gap:.2g}: "
             "treat them as approximate."
+        )
+    checks = checks or {}
+    if checks.get("sanity"):
+        sentences.append(checks["sanity"]["verdict"])
+    tree = checks.get("surrogate")
+    if tree:
+        sentences.append(
+            f"A decision tree of depth {int(tree['surrogate_depth'])} imitates the network on "
+            f"{fmt_pct(tree['surrogate_fidelity'])} of the test samples"
+            + (
+                f"; it follows it least on class {tree['weakest_classes'][0]['class']} "
+                f"({fmt_pct(tree['weakest_classes'][0]['fidelity'])})."
+                if tree.get("weakest_classes")
+                else "."
+            )
         )
     return sentences
 
@@ -208,6 +227,7 @@ def build_context(cfg: Config) -> dict[str, Any]:
     train_metrics = io.read_json(cfg.paths.train_metrics, "train")
     evaluation = io.read_json(layout.evaluation_file(cfg), "evaluate")
     explain = io.read_json(cfg.paths.explain_metrics, "explain")
+    checks = io.read_json(layout.checks_file(cfg), "explain")
     metrics = evaluation["metrics"]
     folders = {stage: layout.figure_dir(getattr(cfg.paths, stage)) for stage in figures.STAGES}
     arch = run["arch"]
@@ -250,7 +270,8 @@ def build_context(cfg: Config) -> dict[str, Any]:
                 else ""
             ),
         },
-        "verdict": verdict(metrics, evaluation["top_confusions"], explain),
+        "verdict": verdict(metrics, evaluation["top_confusions"], explain, checks),
+        "checks": checks,
         "training": train_metrics,
         "metrics": metrics,
         "per_class": evaluation["per_class"],

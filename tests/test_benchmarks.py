@@ -33,9 +33,19 @@ def test_train_loop() -> None:
     assert "| 256" in out and "| 64" in out
 
 
+def test_train_loop_cnn() -> None:
+    out = bench("train_loop", "--model", "cnn")
+    assert "CNN" in out and "| 128" in out and "| 256" not in out
+
+
 def test_explain() -> None:
     out = bench("explain")
     assert "shap.DeepExplainer (plain call)" in out and "glassnet (pipeline.fast_deep)" in out
+
+
+def test_explain_cnn() -> None:
+    out = bench("explain", "--model", "cnn")
+    assert "shap.DeepExplainer (plain call)" in out and "glassnet (pipeline.deep_lift)" in out
 
 
 @pytest.mark.slow  # a whole `dvc repro` in a temporary copy of the project

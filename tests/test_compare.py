@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
@@ -56,6 +58,33 @@ def test_leaderboard_order_matches_mlflow(compared) -> None:  # type: ignore[no-
     assert figures.spec("feature_importance").caption[:60] in html.replace("&#39;", "'")
 
 
+def test_explanation_agreement_with_the_best_run() -> None:
+    best = np.array([[0.1, 0.5, 0.2, 0.9], [0.0, 0.1, 0.1, 0.3]])  # (classes, features)
+    same_order = best * 3 + 0.01
+    reversed_order = best[:, ::-1]
+    other_data = np.ones((2, 6))
+    agreement = compare.explanation_agreement(
+        {"a": best, "b": same_order, "c": reversed_order, "d": other_data}, "a"
+    )
+    assert agreement["a"] == pytest.approx(1.0) and agreement["b"] == pytest.approx(1.0)
+    assert agreement["c"] == pytest.approx(-1.0) and np.isnan(agreement["d"])
+
+
+def test_explanations_are_compared_across_runs(compared) -> None:  # type: ignore[no-untyped-def]
+    cfg, page_path, run_ids = compared
+    html = page_path.read_text().replace("&#39;", "'")
+    page = parse(html)
+    assert "explanations" in page.ids and "explanation vs #1" in html
+    cells = re.findall(r'<td class="num agreement" data-sort="([^"]+)"', html)
+    assert len(cells) == 3 and float(cells[0]) == pytest.approx(1.0)  # the best run agrees with itself
+    assert all(-1 <= float(c) <= 1 for c in cells)
+    assert "model.hidden_sizes against explanation agreement" in html
+    assert "Where the two best runs look differently" in html  # the digits are images
+    # The two best runs' sanity and surrogate figures, side by side, with the report's captions.
+    for fid in ("sanity_curve", "surrogate_fidelity"):
+        assert html.count(figures.spec(fid).caption[:60]) == 2, fid
+
+
 def test_page_is_the_shared_layout_with_its_own_sections() -> None:
     context = {
         "title": "Comparison <of> runs",
@@ -73,8 +102,9 @@ def test_page_is_the_shared_layout_with_its_own_sections() -> None:
             {"rank": 1, "name": "a", "run_id": "a", "params": {}, "metrics": {"test_accuracy": 0.9}}
         ],
         "missing": [],
-        "figures": {"params": [], "curves": []},
+        "figures": {"params": [], "curves": [], "agreement": [], "difference": []},
         "best_two": [],
+        "agreement": {},
     }
     html = compare.render_compare(context)
     page = parse(html)

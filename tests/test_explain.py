@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import explain, figures, io, layout, model, report
+from pipeline import explain, figures, io, layout, model, report, similarity
 from pipeline.errors import ConfigError
 from pipeline.plots import attribution as figs
 from pipeline.tracking import runs, store
@@ -115,14 +115,14 @@ def test_average_ranks_match_scipy_with_ties() -> None:
     rng = np.random.default_rng(0)
     a = rng.integers(0, 5, size=(30, 12)).astype(float)  # many ties
     a[3] = 2.0  # a constant row
-    assert np.array_equal(explain.average_ranks(a), rankdata(a, axis=1))
-    assert explain.average_ranks(np.array([[0.5, -1.0, 0.5, 3.0]])).tolist() == [[2.5, 1.0, 2.5, 4.0]]
+    assert np.array_equal(similarity.average_ranks(a), rankdata(a, axis=1))
+    assert similarity.average_ranks(np.array([[0.5, -1.0, 0.5, 3.0]])).tolist() == [[2.5, 1.0, 2.5, 4.0]]
 
 
 def test_rank_agreement_known_answers() -> None:
     a = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [0.1, 0.3, 0.2, 0.4], [1.0, 1.0, 1.0, 1.0]])
     b = np.array([[10.0, 20.0, 30.0, 40.0], [4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
-    rho = explain.rank_agreement(a, b)
+    rho = similarity.rank_agreement(a, b)
     assert rho[0] == pytest.approx(1.0)  # same order, different scale
     assert rho[1] == pytest.approx(-1.0)  # reversed
     assert rho[2] == pytest.approx(1 - 6 * 2 / (4 * 15))  # one adjacent swap: 0.8
@@ -203,7 +203,7 @@ def test_every_explainer_gives_logit_attributions_that_add_up(
     if name != "deep":  # each method agrees with DeepExplainer on the ranking of the features
         deep, _ = explain.deep_shap(net, background, X)
         pred = outputs.argmax(axis=1)
-        rho = explain.rank_agreement(
+        rho = similarity.rank_agreement(
             explain.predicted_class_values(values, pred), explain.predicted_class_values(deep, pred)
         )
         assert np.median(rho) > 0.6
@@ -220,7 +220,7 @@ def test_integrated_gradients_on_a_linear_model() -> None:
     assert np.allclose(ig, (X - baseline) * w[target], atol=1e-5)
     assert gap.max() < 1e-4
     deep, _ = explain.deep_shap(net, background, X)
-    assert np.allclose(explain.rank_agreement(explain.predicted_class_values(deep, target), ig), 1.0)
+    assert np.allclose(similarity.rank_agreement(explain.predicted_class_values(deep, target), ig), 1.0)
 
 
 # --- configuration errors -----------------------------------------------------------------------
@@ -429,7 +429,8 @@ def test_tabular_run_draws_beeswarm_waterfall_and_bar(make_cfg, explainer: str) 
     assert metrics["faithfulness_area"] > 0.15
     assert metrics["ig_spearman_median"] > 0.5
     figures = {p.stem for p in layout.figure_dir(cfg.paths.explain).glob("*.png")}
-    assert figures == {"beeswarm", "waterfall", "feature_importance", "faithfulness", "ig_agreement"}
+    checks = {"sanity_curve", "surrogate_fidelity", "surrogate_tree", "surrogate_classes"}  # no maps: a table
+    assert figures == {"beeswarm", "waterfall", "feature_importance", "faithfulness", "ig_agreement", *checks}
     importance = np.load(layout.shap_file(cfg))["importance"].sum(axis=0)
     assert set(np.argsort(importance)[-2:]) == {1, 2}  # income, debt
 

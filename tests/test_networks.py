@@ -120,11 +120,12 @@ def test_the_cnn_preset_learns_the_digits_and_every_stage_runs(make_cfg: Callabl
     assert accuracy >= 0.97, accuracy
     run = json.loads(layout.run_file(cfg).read_text())
     assert run["arch"]["_target_"] == "pipeline.model.CNN" and run["arch"]["input_shape"] == [1, 8, 8]
-    # SHAP through shap.DeepExplainer (convolutions have no closed form here): still additive.
+    # SHAP through the batched DeepLIFT rules (convolutions have no closed form here): additive.
     assert out["explain"]["additivity_max_error"] < 1e-3  # type: ignore[index]
-    assert json.loads(Path(cfg.paths.explain_metrics).read_text())["path"] == "shap.DeepExplainer"
+    path = "batched DeepLIFT (pipeline.deep_lift)"
+    assert json.loads(Path(cfg.paths.explain_metrics).read_text())["path"] == path
     html = Path(cfg.paths.report).read_text()
-    assert "explainer (shap.DeepExplainer)" in html
+    assert f"explainer ({path})" in html
     assert "CNN 1×8×8 → conv 16, 32 (3×3, max pool 2) → 64 → 10" in html
     record = json.loads(layout.network_file(cfg).read_text())
     kinds = [layer["kind"] for layer in record["layers"]]

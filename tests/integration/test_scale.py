@@ -261,4 +261,7 @@ def test_gpu_cnn_trains_on_the_gpu_and_explains(prepared: Path, tmp_path: Path) 
     assert run.data.params["model._target_"] == "pipeline.model.CNN"
     stage("explain", "explain.n_samples=16", "explain.n_background=16", *common, cwd=tmp_path)
     explained = json.loads((tmp_path / "artifacts/metrics/explain.json").read_text())
-    assert explained["path"] == "shap.DeepExplainer" and explained["additivity_max_error"] < 1e-3
+    assert (
+        explained["path"] == "batched DeepLIFT (pipeline.deep_lift)"
+        and explained["additivity_max_error"] < 1e-3
+    )
