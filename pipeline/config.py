@@ -190,7 +190,7 @@ class SanityConfig:
     """The weight-randomisation sanity check (pipeline/sanity.py)."""
 
     enabled: bool = True
-    n_samples: int = 100  # of the explained samples, re-explained after each randomisation step
+    n_samples: int = 50  # of the explained samples, re-explained after each randomisation step
     threshold: float = 0.5  # median rank correlation above it, every layer random: the check fails
     n_maps: int = 4  # example images drawn per step
 
