@@ -150,3 +150,20 @@ def test_runs_on_the_same_data_show_the_same_datasets(compared) -> None:  # type
     assert [name for name, _ in first] == ["digits-test", "digits-train", "digits-val"]
     assert len({digest for _, digest in first}) == 3  # three splits, three digests
     assert all(found == first for found in seen.values())
+
+
+def test_explanation_difference_figures() -> None:
+    from pipeline.plots import compare as figs
+
+    best = np.array([[0.0, 1.0, 3.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    second = np.array([[0.0, 3.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    maps = figs.importance_difference_maps(best, second, (2, 2), ["a", "b"], ("#1 x", "#2 y"))
+    shown = [ax.images[0].get_array() for ax in maps.axes if ax.images]
+    # Class a: pixel 2 gained half the attention, pixel 1 lost it; class b did not change.
+    np.testing.assert_allclose(np.asarray(shown[0]).ravel(), [0, -0.5, 0.5, 0])
+    np.testing.assert_allclose(np.asarray(shown[1]), 0)
+    bars = figs.importance_changes(best, second, ["f0", "f1", "f2", "f3"], ("#1 x", "#2 y"), top=2)
+    ax = bars.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    widths = [p.get_width() for p in ax.patches]
+    assert sorted(labels) == ["f1", "f2"] and sorted(widths) == pytest.approx([-0.25, 0.25])

@@ -31,6 +31,10 @@ PLOT_FILES = {
     "predictions.csv": "actual,predicted\n"
     + "".join(f"{i % 3},{(i + (i % 5 == 0)) % 3}\n" for i in range(30)),
     "calibration.csv": "confidence,accuracy\n0.35,0.30\n0.55,0.50\n0.75,0.72\n0.95,0.96\n",
+    "sanity.csv": "layers_randomised,layer,rank_median,signed_rank_median,ssim_median\n"
+    "0,none,1.0,1.0,1.0\n1,net.3,0.7,0.05,0.4\n2,net.0,0.66,0.0,0.42\n",
+    "surrogate.csv": "depth,fidelity,tree_accuracy\n"
+    + "".join(f"{d},{0.3 + 0.07 * d},{0.28 + 0.06 * d}\n" for d in range(1, 9)),
 }
 
 # Each plot's drawn chart: vega-embed puts a canvas (or, with the svg renderer, svg.marks) in the div.
