@@ -374,7 +374,7 @@ FIGURES: tuple[FigureSpec, ...] = (
         id="sanity_curve",
         stage="explain",
         section="checks",
-        title="Sanity check: do the attributions change when the weights are random?",
+        title="Sanity check: the attributions as the weights are made random",
         caption=(
             "Adebayo et al. (2018) showed that some explanation methods draw nearly the same maps for a "
             "network whose weights are random: such maps describe the input, not what the network learned. "

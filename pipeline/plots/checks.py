@@ -152,7 +152,7 @@ def surrogate_tree(
     fig, axes = subplots(
         1,
         2 if images else 1,
-        figsize=(15 if images else 12, 6),
+        figsize=(11 if images else 9, 4.8),  # the report shows it about 1000 px wide: text stays legible
         squeeze=False,
         gridspec_kw={"width_ratios": [3, 1]} if images else None,
     )
