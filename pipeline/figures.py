@@ -45,6 +45,16 @@ class FigureSpec:
     caption: str  # teaches the reader how to read the figure
     alt: str
     draw: str  # "module:function" returning a matplotlib Figure; see draw_function
+    # The caption when the task is regression (pipeline.task), where the figure is drawn for both
+    # tasks and the classification caption speaks of classes; "" = the same caption for both.
+    regression_caption: str = ""
+    regression_title: str = ""
+
+    def caption_for(self, task: str) -> str:
+        return self.regression_caption if task == "regression" and self.regression_caption else self.caption
+
+    def title_for(self, task: str) -> str:
+        return self.regression_title if task == "regression" and self.regression_title else self.title
 
 
 FIGURES: tuple[FigureSpec, ...] = (
