@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline.errors import ConfigError
+from pipeline.task import Task
 
 
 class Explainer(str, enum.Enum):
@@ -35,6 +36,7 @@ class Objective(str, enum.Enum):
 
     best_val_loss = "best_val_loss"
     best_val_acc = "best_val_acc"
+    best_val_rmse = "best_val_rmse"  # regression
 
 
 class ModelFormat(str, enum.Enum):
@@ -125,6 +127,16 @@ class TrainerConfig:
     max_epochs: int = 60
     deterministic: bool = True
     enable_progress_bar: bool = True
+
+
+@dataclass
+class LossConfig:
+    """The training loss, any ``torch.nn`` loss module (``_target_`` and its own arguments; the node
+    is open, checked against its signature). ``_target_: null`` (``loss=auto``, the default) is the
+    task's own: cross-entropy for classification, mean squared error for regression. Regression
+    losses see the network's single output against the target scaled on the train split."""
+
+    _target_: str | None = None
 
 
 class Interval(str, enum.Enum):
@@ -252,8 +264,10 @@ class CompareConfig:
     experiment: str | None = None  # None: tracking.experiment
     run_name_prefix: str | None = None
     filter: str | None = None  # an MLflow search filter, e.g. "tags.sweep = 'lr'"
-    metric: str = "test_accuracy"
-    higher_is_better: bool = True
+    # null: test_accuracy when the runs are classifiers, test_rmse when they are regressions
+    metric: str | None = None
+    # null: from the metric's name (lower is better for rmse, mae, loss, error, ece; else higher)
+    higher_is_better: bool | None = None
     max_runs: int = 500
     output: str = "reports/compare.html"
 
@@ -272,6 +286,7 @@ class PathsConfig:
     history: str = "artifacts/plots/history.csv"
     predictions: str = "artifacts/plots/predictions.csv"
     calibration: str = "artifacts/plots/calibration.csv"
+    regression_plot: str = "artifacts/plots/regression.csv"  # (actual, predicted) of a regression
     report: str = "reports/index.html"
     visualize: str = "artifacts/visualize"
     visualize_metrics: str = "artifacts/metrics/visualize.json"
@@ -281,12 +296,15 @@ class PathsConfig:
 @dataclass
 class Config:
     seed: int = 42
+    # classification | regression; None: inferred by prepare from the target (see pipeline.task)
+    task: Task | None = None
     data: DataConfig = field(default_factory=DataConfig)
     # Typed by its ``_target_`` (see MODEL_SCHEMAS and to_config).
     model: Any = field(default_factory=lambda: OmegaConf.structured(ModelConfig))
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
@@ -303,7 +321,7 @@ ConfigStore.instance().store(name="glassnet_schema", node=Config)
 # configs are closed, so ``to_config`` merges only their typed keys into the schema and adds the
 # others back as given (interpolations kept); ``check_open`` checks those against the target's
 # signature where the train stage imports it (Lightning takes ~4 s to import: not in every stage).
-OPEN_SECTIONS: dict[str, type] = {"trainer": TrainerConfig, "scheduler": SchedulerConfig}
+OPEN_SECTIONS: dict[str, type] = {"trainer": TrainerConfig, "scheduler": SchedulerConfig, "loss": LossConfig}
 
 # (key, test, what must hold). Checked after the type merge, so values have their types.
 _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
@@ -506,6 +524,21 @@ def check_open(cfg: Config) -> None:
         exclude=lightning_keys,
         reserved={"optimizer": "it passes the optimizer built from optim"},
     )
+
+
+def check_loss(cfg: Config) -> None:
+    """The loss node's keys against its ``_target_``'s signature; with no ``_target_`` (the task's
+    own loss) it takes no keys."""
+    loss = cast(DictConfig, cfg.loss)
+    if loss["_target_"] is None:
+        extra = [str(name) for name in loss if name != "_target_"]
+        if extra:
+            raise ConfigError(
+                f"Config key 'loss.{extra[0]}' is set but loss._target_ is null (the task's own loss): "
+                "pick a loss, e.g. loss=huber, or drop the key."
+            )
+        return
+    check_arguments(loss, "loss")
 
 
 def as_dict(cfg: Config) -> dict[str, Any]:

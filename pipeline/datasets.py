@@ -4,6 +4,7 @@ and passes the rest of ``data.loader`` as keyword arguments.
     data=digits          scikit-learn's 8x8 digits (default)
     data=mnist           the real MNIST from its four IDX files in data.loader.folder
     data=breast_cancer   scikit-learn's Wisconsin breast cancer table (30 named features)
+    data=diabetes        scikit-learn's diabetes table: a numeric target (regression)
     data=csv             your own CSV or Parquet file (data.loader.path, data.loader.target)
 
 Every problem with a file or column raises ``DataError`` saying which file or
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import ConfigError, DataError
+from pipeline.task import CLASSIFICATION, REGRESSION, Task
 
 
 def check_batch_size(n_train: int, batch_size: int) -> None:
@@ -37,13 +39,14 @@ def check_batch_size(n_train: int, batch_size: int) -> None:
 
 @dataclass
 class Dataset:
-    """Features (n, d) float32, integer labels (n,), and what the columns and classes mean."""
+    """Features (n, d) float32, the target (n,): integer labels (classification) or real values
+    in the target's units (regression), and what the columns and classes mean."""
 
     name: str
     X: np.ndarray
     y: np.ndarray
     feature_names: list[str]
-    class_names: list[str]
+    class_names: list[str]  # [] for regression
     # (height, width) when each row is a flattened image, else None.
     image_shape: tuple[int, ...] | None = None
     # Rows that form the dataset's official test set (MNIST's t10k files), else None:
@@ -54,6 +57,9 @@ class Dataset:
     # The file or folder the rows were read from (the run's MLflow dataset source); "" when a
     # loader reads none of the user's files (scikit-learn's bundled sets): then the loader is named.
     uri: str = ""
+    task: str = CLASSIFICATION
+    # The target's name (a regression target's column, shown with the predictions); "" for classes.
+    target_name: str = ""
 
 
 class PixelScale:
@@ -104,6 +110,28 @@ def load_breast_cancer() -> Dataset:
         y=bunch.target.astype(np.int64),
         feature_names=[str(f) for f in bunch.feature_names],
         class_names=[str(c) for c in bunch.target_names],
+    )
+
+
+DIABETES_FEATURES = ("age", "sex", "bmi", "bp", "tc", "ldl", "hdl", "tch", "ltg", "glu")
+
+
+def load_diabetes() -> Dataset:
+    """scikit-learn's diabetes table in its original units: 442 patients, 10 features (age, sex,
+    body mass index, blood pressure and six blood serum measurements: total cholesterol, LDL, HDL,
+    total/HDL cholesterol, log triglycerides, glucose); the target is disease progression one year
+    after baseline (25 to 346). A regression task."""
+    from sklearn.datasets import load_diabetes as sk_load_diabetes
+
+    bunch = sk_load_diabetes(scaled=False)  # raw units: the surrogate's rules read "bmi > 27.5"
+    return Dataset(
+        name="diabetes",
+        X=bunch.data.astype(np.float32),
+        y=bunch.target.astype(np.float32),
+        feature_names=list(DIABETES_FEATURES),
+        class_names=[],
+        task=REGRESSION,
+        target_name="progression",
     )
 
 
@@ -304,16 +332,66 @@ def read_table(path: str | Path, sep: str = ",") -> Any:
         raise DataError(f"Data file '{path}' is not a readable {kind} file: {first_line}") from err
 
 
+# A numeric target with more distinct values than this is read as a quantity (regression) when
+# ``task`` is not set: 20 classes is already more than any shipped dataset has.
+MAX_INFERRED_CLASSES = 20
+
+
+def infer_task(values: Any) -> str:
+    """The task a target column implies: numbers with a non-integer value, or with more than
+    ``MAX_INFERRED_CLASSES`` distinct values, are a quantity to regress; anything else is a class."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return CLASSIFICATION
+    numbers = values.to_numpy(dtype=np.float64)
+    finite = numbers[np.isfinite(numbers)]
+    if np.any(np.mod(finite, 1) != 0) or len(np.unique(finite)) > MAX_INFERRED_CLASSES:
+        return REGRESSION
+    return CLASSIFICATION
+
+
+def _regression_target(values: Any, column: str, path: str) -> np.ndarray:
+    """A numeric target column as float32 values; text, infinite values or a single value raise."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        sample = next((v for v in values if isinstance(v, str)), values.iloc[0])
+        raise DataError(
+            f"Target column '{column}' in '{path}' holds text (e.g. {sample!r}), but task=regression "
+            "needs numbers. Use task=classification for a categorical target, or choose a numeric "
+            "data.loader.target."
+        )
+    numbers = values.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        raise DataError(
+            f"Target column '{column}' in '{path}' has {int(bad.sum())} non-finite value(s) (NaN or "
+            f"infinite; first in data row {int(np.flatnonzero(bad)[0]) + 1}): a regression target must "
+            "be a finite number in every row. Fix those cells, or leave them empty and use "
+            "data.loader.missing=drop."
+        )
+    distinct = np.unique(numbers)
+    if len(distinct) < 2:
+        raise DataError(
+            f"Target column '{column}' in '{path}' holds a single value ({distinct[0]:g}) in all "
+            f"{len(numbers)} rows: there is nothing to predict. Choose another data.loader.target."
+        )
+    return numbers.astype(np.float32)
+
+
 def _class_labels(values: Any, column: str, path: str) -> tuple[np.ndarray, list[str]]:
     """Map a target column to integer labels; class names are the sorted distinct values as strings."""
     import pandas as pd
 
     if pd.api.types.is_float_dtype(values) and not np.all(np.mod(values.to_numpy(), 1) == 0):
         sample = next(v for v in values if v % 1 != 0)
+        n_distinct = values.nunique()
         raise DataError(
-            f"Target column '{column}' in '{path}' holds real numbers (e.g. {sample}); glassnet trains "
-            "a classifier, whose target must be a category or an integer class. Bin the values into "
-            "classes first, or choose another data.loader.target."
+            f"Target column '{column}' in '{path}' holds real numbers (e.g. {sample}; {n_distinct} "
+            "distinct values), but task=classification needs a category or an integer class. If it is "
+            "a quantity to predict, use task=regression (or leave task unset: it is inferred); else "
+            "bin the values into classes first, or choose another data.loader.target."
         )
     if pd.api.types.is_float_dtype(values):
         values = values.astype(np.int64)  # 1.0, 2.0: integers that pandas read as floats
@@ -342,8 +420,12 @@ def load_table(
     sep: str = ",",
     name: str | None = None,
     split: str | None = None,
+    task: str | None = None,
 ) -> Dataset:
-    """A user's CSV or Parquet table: one column is the class, the others (or ``features``) the inputs.
+    """A user's CSV or Parquet table: one column is the target, the others (or ``features``) the inputs.
+
+    ``task``: classification (the target is a class), regression (a number to predict) or None:
+    inferred from the target (``infer_task``). The prepare stage passes the config's ``task``.
 
     ``split``: a column that marks each row ``train`` or ``test``: the table's own test set, used
     as it is (data.test_size is then unused; validation rows are drawn from the train rows).
@@ -409,8 +491,8 @@ def load_table(
         )
     if with_empty.get(target) and policy is not Missing.drop:
         raise DataError(
-            f"Target column '{target}' in '{path}' is empty in {with_empty[target]} rows; a class "
-            "cannot be filled in. Use data.loader.missing=drop to drop those rows."
+            f"Target column '{target}' in '{path}' is empty in {with_empty[target]} rows; a target "
+            "value cannot be filled in. Use data.loader.missing=drop to drop those rows."
         )
     if policy is Missing.drop:
         frame = frame.dropna()
@@ -418,12 +500,20 @@ def load_table(
             raise DataError(f"No rows of '{path}' are left after dropping those with empty cells.")
 
     test_rows = None if split is None else _test_rows(frame[split], split, path)
-    y, class_names = _class_labels(frame[target], target, path)
-    if len(class_names) < 2:
-        raise DataError(
-            f"Target column '{target}' in '{path}' has a single value ({class_names[0]!r}); "
-            "a classifier needs at least two classes."
-        )
+    try:
+        chosen = Task(task).value if task is not None else infer_task(frame[target])
+    except ValueError as err:
+        raise ConfigError(f"Config key 'task' = {task!r} is not one of classification, regression.") from err
+    if chosen == REGRESSION:
+        y: np.ndarray = _regression_target(frame[target], target, path)
+        class_names: list[str] = []
+    else:
+        y, class_names = _class_labels(frame[target], target, path)
+        if len(class_names) < 2:
+            raise DataError(
+                f"Target column '{target}' in '{path}' has a single value ({class_names[0]!r}); "
+                "a classifier needs at least two classes."
+            )
 
     blocks: list[np.ndarray] = []
     names: list[str] = []
@@ -475,6 +565,8 @@ def load_table(
         test_rows=test_rows,
         source=f"'{path}'" if split is None else f"'{path}' (split by column '{split}')",
         uri=str(Path(path).resolve()),
+        task=chosen,
+        target_name=target if chosen == REGRESSION else "",
     )
 
 

@@ -6,6 +6,8 @@ one-dimensional look at the loss surface the optimizer crossed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -31,9 +33,12 @@ def loss_along_line(
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     alphas: np.ndarray = ALPHAS,
     batch_size: int = 1024,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, list[float]]:
-    """Mean cross-entropy of ``net`` (eval mode) on each split's (X shaped for the network, y) at
-    weights ``interpolate(start, net's own, alpha)`` for each alpha; ``net`` ends as it began."""
+    """Mean loss of ``net`` (eval mode) on each split's (X shaped for the network, y) at weights
+    ``interpolate(start, net's own, alpha)`` for each alpha; ``net`` ends as it began.
+    ``criterion(output, y)``: the batch's mean loss, the one trained on (default cross-entropy)."""
+    criterion = criterion or nn.functional.cross_entropy
     device = next(net.parameters()).device
     end = {key: value.detach().clone() for key, value in net.state_dict().items()}
     was_training = net.training
@@ -52,7 +57,7 @@ def loss_along_line(
                     for i in range(0, len(y), batch_size):
                         logits = net(X[i : i + batch_size].to(device)).float()
                         target = y[i : i + batch_size].to(device)
-                        total += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
+                        total += float(criterion(logits, target)) * len(target)
                     found[name].append(total / max(1, len(y)))
     finally:
         net.load_state_dict(end)

@@ -2,9 +2,13 @@
 
     python -m pipeline.evaluate
 
-Accuracy, macro F1, per-class precision/recall/F1, log loss and expected
-calibration error; the confusion matrix; figures; a metrics JSON and
-per-sample (actual, predicted) rows for DVC's confusion plot.
+Classification: accuracy, macro F1, per-class precision/recall/F1, log loss and expected
+calibration error; the confusion matrix; figures; a metrics JSON and per-sample (actual,
+predicted) rows for DVC's confusion plot.
+
+Regression: RMSE, MAE and R² in the target's units, beside the RMSE of always predicting the
+train mean; predicted against actual, residuals against predicted and the residual
+distribution; per-sample (actual, predicted) rows for DVC's scatter plot.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline import artifacts, io, layout, parallel, plots
+from pipeline import artifacts, io, layout, parallel, plots, task
 from pipeline.config import Config
 from pipeline.tracking import records, runs
 
@@ -31,6 +35,64 @@ def predict_proba(net: torch.nn.Module, X: np.ndarray, batch_size: int = 4096) -
             for i in range(0, len(X), batch_size)
         ]
     return torch.cat(parts).numpy().astype(np.float64)
+
+
+def predict_values(net: torch.nn.Module, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """A regression network's predictions (n,), in the target's units (train folded the scaling
+    into the network), in eval mode."""
+    net.eval()
+    with torch.inference_mode():
+        parts = [
+            net(torch.from_numpy(X[i : i + batch_size])).reshape(-1) for i in range(0, len(X), batch_size)
+        ]
+    return torch.cat(parts).numpy().astype(np.float64)
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, train_mean: float) -> dict[str, float]:
+    """RMSE, MAE, R², the mean residual (bias) and the largest absolute error, in the target's units;
+    ``baseline_rmse``: the RMSE of always predicting ``train_mean`` (what R² = 0 means)."""
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    residual = y_true - y_pred
+    spread = float(np.sum((y_true - y_true.mean()) ** 2))
+    return {
+        "rmse": float(np.sqrt(np.mean(residual**2))),
+        "mae": float(np.mean(np.abs(residual))),
+        "r2": 1.0 - float(np.sum(residual**2)) / spread if spread > 0 else float("nan"),
+        "bias": float(np.mean(residual)),
+        "max_abs_error": float(np.max(np.abs(residual))),
+        "baseline_rmse": float(np.sqrt(np.mean((y_true - train_mean) ** 2))),
+        "n_test": int(len(y_true)),
+    }
+
+
+def evaluate_regression(
+    y_true: np.ndarray, y_pred: np.ndarray, train_mean: float, n_largest: int = 5
+) -> dict[str, Any]:
+    """Pure core (regression): targets and predictions in, every test statistic out, with the
+    ``n_largest`` largest errors (test row, actual, predicted, error = actual - predicted)."""
+    residual = np.asarray(y_true, np.float64) - np.asarray(y_pred, np.float64)
+    order = np.argsort(-np.abs(residual), kind="stable")[:n_largest]
+    return {
+        "metrics": regression_metrics(y_true, y_pred, train_mean),
+        "largest_errors": [
+            {
+                "row": int(i),
+                "actual": float(y_true[i]),
+                "predicted": float(y_pred[i]),
+                "error": float(residual[i]),
+            }
+            for i in order
+        ],
+        "residual_quantiles": {
+            str(q): float(v)
+            for q, v in zip(
+                (0.05, 0.25, 0.5, 0.75, 0.95),
+                np.quantile(residual, [0.05, 0.25, 0.5, 0.75, 0.95]),
+                strict=True,
+            )
+        },
+        "y_pred": np.asarray(y_pred, np.float64),
+    }
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -131,12 +193,39 @@ def figure_jobs(
     }
 
 
+def regression_figure_jobs(
+    result: dict[str, Any],
+    history: list[dict[str, float]],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    target: str,
+) -> dict[str, tuple[Any, ...]]:
+    """Figure id -> drawing arguments for a regression run, in report order."""
+    m = result["metrics"]
+    residual = np.asarray(y_true, np.float64) - y_pred
+    return {
+        "training_curves": (history,),
+        "predicted_vs_actual": (y_true, y_pred, target, m["rmse"], m["r2"]),
+        "residuals_vs_predicted": (y_pred, residual, target),
+        "residual_distribution": (residual, target, m["rmse"]),
+    }
+
+
 def run(cfg: Config) -> dict[str, Any]:
     with parallel.stage_pool("evaluate") as pool:
         history = [{k: float(v) for k, v in row.items()} for row in io.read_csv(cfg.paths.history, "train")]
         arrays, summary = artifacts.load_data(cfg)
         net = artifacts.load_model(cfg)
         run_info = runs.load_run(layout.run_file(cfg))
+        if task.is_regression(summary):
+            y_true = arrays["y_test"]
+            values = predict_values(net, arrays["X_test"])
+            result = evaluate_regression(y_true, values, summary["target_mean"])
+            result.pop("y_pred")
+            folder = layout.figure_dir(cfg.paths.evaluate)
+            jobs = regression_figure_jobs(result, history, y_true, values, task.target_name(summary))
+            figures = plots.render_all(jobs, folder, cfg.report.dpi, pool=pool, elsewhere=jobs)
+            return _write_regression(cfg, result, y_true, values, figures, run_info, summary)
         classes, y_test = summary["class_names"], arrays["y_test"]
 
         probabilities = predict_proba(net, arrays["X_test"])
@@ -160,6 +249,7 @@ def run(cfg: Config) -> dict[str, Any]:
         ("confidence", "accuracy", "count"),
         [(r["confidence"], r["accuracy"], r["count"]) for r in result["reliability"]],
     )
+    io.write_csv(cfg.paths.regression_plot, ("actual", "predicted"), [])  # a regression's plot: no rows
     records.write(
         layout.mlflow_record(cfg.paths.evaluate),
         run_info,
@@ -174,6 +264,47 @@ def run(cfg: Config) -> dict[str, Any]:
         m["macro_f1"],
         m["log_loss"],
         m["ece"],
+        m["n_test"],
+    )
+    return result
+
+
+def _write_regression(
+    cfg: Config,
+    result: dict[str, Any],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    figures: list[Any],
+    run_info: Any,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """The regression run's outputs; the classification plots' files are written with no rows
+    (DVC wants every declared output), so `dvc plots show` draws only what applies."""
+    io.write_json(layout.evaluation_file(cfg), {"task": task.REGRESSION, **result})
+    io.write_json(cfg.paths.evaluate_metrics, result["metrics"])
+    io.write_csv(
+        cfg.paths.regression_plot,
+        ("actual", "predicted"),
+        [(float(t), float(p)) for t, p in zip(y_true, y_pred, strict=True)],
+    )
+    io.write_csv(cfg.paths.predictions, ("actual", "predicted"), [])
+    io.write_csv(cfg.paths.calibration, ("confidence", "accuracy", "count"), [])
+    records.write(
+        layout.mlflow_record(cfg.paths.evaluate),
+        run_info,
+        {f"test_{k}": v for k, v in result["metrics"].items()},
+        [*figures, layout.evaluation_file(cfg)],
+        "evaluate",
+    )
+    m = result["metrics"]
+    target = task.target_name(summary)
+    log.info(
+        "Test RMSE %s, MAE %s %s (predicting the train mean: RMSE %s), R² %.4f on %d samples",
+        task.fmt(m["rmse"]),
+        task.fmt(m["mae"]),
+        target,
+        task.fmt(m["baseline_rmse"]),
+        m["r2"],
         m["n_test"],
     )
     return result

@@ -2,7 +2,7 @@
 LightningModule, in-memory data loading, the stage's callbacks and atomic checkpoint writes.
 
     trainer = pl.Trainer(plugins=[AtomicCheckpointIO()], callbacks=[EpochSeed(seed), History(), ...])
-    trainer.fit(Classifier(net, Optimization(partial(torch.optim.Adam, lr=1e-3))),
+    trainer.fit(Learner(net, Optimization(partial(torch.optim.Adam, lr=1e-3))),
                 datamodule=InMemoryData(arrays, batch_size=64, seed=seed))
 """
 
@@ -21,7 +21,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from pipeline.errors import ConfigError
@@ -111,38 +110,66 @@ class Optimization:
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
-class Classifier(pl.LightningModule):
-    """Cross-entropy training of ``net`` with Lightning's automatic optimization, so every Trainer
-    feature applies (gradient clipping and accumulation, mixed precision, DDP, schedulers).
+class Learner(pl.LightningModule):
+    """Training of ``net`` with Lightning's automatic optimization, so every Trainer feature
+    applies (gradient clipping and accumulation, mixed precision, DDP, schedulers).
 
-    Loss and accuracy are kept per epoch: each step appends its detached loss and correct count
-    (no host sync, and no per-step ``self.log``, which costs tens of microseconds a call), and the
-    epoch's means are logged once, summed across DDP ranks with ``strategy.reduce``.
+    Classification (``target_scale`` None): ``loss`` (cross-entropy by default) of the logits
+    against the class; the epoch's ``<stage>_acc`` is logged beside the loss. Regression
+    (``target_scale`` = the train split's (mean, std) of the target): the network's single output
+    is fitted to the scaled target (y - mean) / std, so the loss and learning rate work at the scale
+    of 1 whatever the target's units; ``<stage>_rmse`` is logged in the target's own units.
+
+    Loss and the second metric are kept per epoch: each step appends its detached loss and its
+    count (correct answers, or squared error), with no host sync and no per-step ``self.log``
+    (tens of microseconds a call); the epoch's means are logged once, summed across DDP ranks
+    with ``strategy.reduce``.
     """
 
     def __init__(
         self,
         net: nn.Module,
         optimization: Optimization | Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+        loss: nn.Module | None = None,
+        target_scale: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.optimization = (
             optimization if isinstance(optimization, Optimization) else Optimization(optimization)
         )
-        # stage -> [(mean loss, correct count, batch size)] of this epoch's batches
+        self.loss = loss if loss is not None else (nn.MSELoss() if target_scale else nn.CrossEntropyLoss())
+        self.target_scale = target_scale
+        # stage -> [(mean loss, correct count or squared error, batch size)] of this epoch's batches
         self.tallies: dict[str, list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
+
+    @property
+    def second_metric(self) -> str:
+        """The metric logged beside the loss: accuracy, or RMSE (target units) for regression."""
+        return "rmse" if self.target_scale else "acc"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def batch_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean loss of the network's output ``out`` on targets ``y`` (classes, or values in
+        the target's units: scaled here)."""
+        if self.target_scale is None:
+            return self.loss(out, y)
+        mean, std = self.target_scale
+        return self.loss(out.squeeze(1), (y - mean) / std)
+
     def tally(self, stage: str, batch: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The batch's mean loss; its loss and correct count join the epoch's tally."""
+        """The batch's mean loss; its loss and correct count (squared error) join the epoch's tally."""
         x, y = batch
-        logits = self.net(x)  # (B, classes)
-        loss = F.cross_entropy(logits, y)
-        correct = (logits.detach().argmax(dim=1) == y).sum()
-        self.tallies.setdefault(stage, []).append((loss.detach(), correct, len(y)))
+        out = self.net(x)  # (B, classes) or (B, 1)
+        loss = self.batch_loss(out, y)
+        if self.target_scale is None:
+            score = (out.detach().argmax(dim=1) == y).sum()
+        else:
+            mean, std = self.target_scale
+            score = torch.sum((out.detach().squeeze(1).float() * std + mean - y) ** 2)
+        self.tallies.setdefault(stage, []).append((loss.detach(), score, len(y)))
         return loss
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -152,7 +179,8 @@ class Classifier(pl.LightningModule):
         self.tally("val", batch)
 
     def log_epoch(self, stage: str) -> None:
-        """Log the epoch's ``<stage>_loss`` and ``<stage>_acc`` (once: later calls do nothing)."""
+        """Log the epoch's ``<stage>_loss`` and ``<stage>_acc`` or ``<stage>_rmse`` (once: later
+        calls do nothing)."""
         tally = self.tallies.pop(stage, None)
         if not tally:
             return
@@ -165,7 +193,8 @@ class Classifier(pl.LightningModule):
         # Sum over DDP ranks (a no-op on one device), then the means are the global ones.
         sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         count = sums[2].clamp(min=1)
-        for name, value in (("loss", sums[0] / count), ("acc", sums[1] / count)):
+        second = sums[1] / count if self.target_scale is None else torch.sqrt(sums[1] / count)
+        for name, value in (("loss", sums[0] / count), (self.second_metric, second)):
             self.log(f"{stage}_{name}", value, on_step=False, on_epoch=True, prog_bar=True)
 
     def on_train_epoch_start(self) -> None:
@@ -264,15 +293,15 @@ class History(pl.Callback):
         if trainer.sanity_checking:
             return
         # Callbacks' hooks run before the module's: have it log the epoch's val metrics now.
-        if isinstance(pl_module, Classifier):
+        if isinstance(pl_module, Learner):
             pl_module.log_epoch("val")
         row = {"epoch": float(trainer.current_epoch)}
-        row.update(pick(trainer, ("val_loss", "val_acc")))
+        row.update(pick(trainer, ("val_loss", "val_acc", "val_rmse")))
         self.rows.append(row)
 
     def fill_train(self, trainer: pl.Trainer) -> None:
         if self.rows and "train_loss" not in self.rows[-1]:
-            self.rows[-1].update(pick(trainer, ("train_loss", "train_acc")))
+            self.rows[-1].update(pick(trainer, ("train_loss", "train_acc", "train_rmse")))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.fill_train(trainer)

@@ -23,6 +23,7 @@ from pipeline import datasets, io, layout
 from pipeline.config import Config
 from pipeline.datasets import Dataset
 from pipeline.errors import ConfigError, DataError
+from pipeline.task import REGRESSION
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,16 @@ def check_splittable(y: np.ndarray, class_names: list[str], test_size: float, va
 
 
 def split(
-    y: np.ndarray, test_size: float, val_size: float, seed: int, test_rows: np.ndarray | None = None
+    y: np.ndarray,
+    test_size: float,
+    val_size: float,
+    seed: int,
+    test_rows: np.ndarray | None = None,
+    *,
+    stratify: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Stratified train/val/test row indices; val_size is a fraction of the whole set.
+    """Train/val/test row indices, stratified by class unless ``stratify`` is false (a regression
+    target has no classes); val_size is a fraction of the whole set.
 
     With ``test_rows`` (a dataset's official test set) those rows are the test
     split and train/val are drawn from the others.
@@ -69,12 +77,14 @@ def split(
     index = np.arange(len(y))
     try:
         if test_rows is None:
-            rest, test = train_test_split(index, test_size=test_size, stratify=y, random_state=seed)
+            strata = y if stratify else None
+            rest, test = train_test_split(index, test_size=test_size, stratify=strata, random_state=seed)
         else:
             test = np.asarray(test_rows)
             rest = np.setdiff1d(index, test)
         n_val = max(1, round(val_size * len(y)))
-        train, val = train_test_split(rest, test_size=n_val, stratify=y[rest], random_state=seed)
+        strata = y[rest] if stratify else None
+        train, val = train_test_split(rest, test_size=n_val, stratify=strata, random_state=seed)
     except ValueError as err:
         raise DataError(
             f"Cannot split {len(y)} rows with data.test_size={test_size}, data.val_size={val_size} "
@@ -129,16 +139,42 @@ def check_split_classes(counts: dict[str, list[int]], class_names: list[str], so
     ]
 
 
+def check_regression_splits(y: np.ndarray, sizes: dict[str, int], test_size: float, val_size: float) -> None:
+    """Every split of a regression needs rows, and the train split a target that varies."""
+    for name, key in (("test", "data.test_size"), ("val", "data.val_size"), ("train", "data.test_size")):
+        if sizes[name] < 2:
+            raise DataError(
+                f"Cannot split {len(y)} rows with data.test_size={test_size}, data.val_size={val_size}: "
+                f"the {name} split would get {sizes[name]} row(s), and it needs at least 2. Use more "
+                f"data or change {key}."
+            )
+
+
+def target_scale(y_train: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of a regression target on the train split: the train stage
+    fits the network to (y - mean) / std, so the loss and learning rate work at the scale of 1
+    whatever the target's units (a price in dollars, a dose in micrograms)."""
+    mean, std = float(np.mean(y_train, dtype=np.float64)), float(np.std(y_train, dtype=np.float64))
+    if not std > 0:
+        raise DataError(
+            f"The regression target is the same value ({mean:g}) in every row of the train split: "
+            "there is nothing to learn. Use more data or another target."
+        )
+    return mean, std
+
+
 def prepare(
     ds: Dataset, scaler: Any, test_size: float, val_size: float, seed: int
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Pure core: dataset in, scaled splits and a summary out. ``scaler`` is fitted on train only;
-    None leaves the features as the loader gave them."""
+    None leaves the features as the loader gave them. A regression target stays in its own units
+    (its train mean and spread go into the summary: see ``target_scale``)."""
     if scaler is None:
         from sklearn.preprocessing import FunctionTransformer
 
         scaler = FunctionTransformer()  # the identity
-    if len(np.unique(ds.y)) < 2:
+    regression = ds.task == REGRESSION
+    if not regression and len(np.unique(ds.y)) < 2:
         raise DataError(f"Dataset '{ds.name}' has a single class; a classifier needs at least two.")
     if ds.X.ndim != 2 or len(ds.X) != len(ds.y) or ds.X.shape[1] != len(ds.feature_names):
         raise DataError(
@@ -146,42 +182,92 @@ def prepare(
             f"{len(ds.feature_names)} feature names; they must agree."
         )
     check_finite(ds)
-    if ds.test_rows is None:
+    if regression and not np.all(np.isfinite(ds.y)):
+        raise DataError(
+            f"Dataset '{ds.name}' has {int((~np.isfinite(ds.y)).sum())} NaN or infinite target value(s) "
+            f"(first in row {int(np.flatnonzero(~np.isfinite(ds.y))[0])}): fix the data."
+        )
+    if regression and len(np.unique(ds.y)) < 2:
+        raise DataError(f"Dataset '{ds.name}' has a single target value; there is nothing to predict.")
+    if ds.test_rows is None and not regression:
         check_splittable(ds.y, ds.class_names, test_size, val_size)
-    idx = split(ds.y, test_size, val_size, seed, ds.test_rows)
+    idx = split(ds.y, test_size, val_size, seed, ds.test_rows, stratify=not regression)
+    sizes = {name: int(len(idx[name])) for name in SPLITS}
+    if regression:
+        check_regression_splits(ds.y, sizes, test_size, val_size)
     scaler.fit(ds.X[idx["train"]])
+    label_type = np.float32 if regression else np.int64
     arrays: dict[str, np.ndarray] = {}
     for name in SPLITS:
         arrays[f"X_{name}"] = scaler.transform(ds.X[idx[name]]).astype(np.float32)
-        arrays[f"y_{name}"] = ds.y[idx[name]].astype(np.int64)
+        arrays[f"y_{name}"] = ds.y[idx[name]].astype(label_type)
     # Unscaled test rows, so images can be drawn as the eye sees them.
     arrays["X_test_raw"] = ds.X[idx["test"]].astype(np.float32)
-    n_classes = len(ds.class_names)
-    counts = {name: class_balance(ds.y[idx[name]], n_classes) for name in SPLITS}
-    warnings = check_split_classes(counts, list(ds.class_names), ds.source or f"dataset '{ds.name}'")
-    summary = {
+    summary: dict[str, Any] = {
         "dataset": ds.name,
+        "task": ds.task,
         "n_samples": int(len(ds.y)),
         "n_features": int(ds.X.shape[1]),
-        "n_classes": n_classes,
-        "feature_names": list(ds.feature_names),
-        "class_names": list(ds.class_names),
-        "image_shape": list(ds.image_shape) if ds.image_shape else None,
-        "sizes": {name: int(len(idx[name])) for name in SPLITS},
-        "class_balance": counts,
-        "warnings": warnings,  # shown in the report's at-a-glance panel
-        "scaler": type(scaler).__name__,
-        # "official": the dataset's own test set (MNIST's t10k files); else a stratified draw.
-        "test_split": "stratified" if ds.test_rows is None else "official",
-        "seed": seed,
-        # Where the rows were read from (the MLflow run's dataset source); null: see "loader".
-        "uri": ds.uri or None,
     }
+    if regression:
+        mean, std = target_scale(arrays["y_train"])
+        train_y = arrays["y_train"].astype(np.float64)
+        summary.update(
+            {
+                "n_classes": 1,  # one output unit: the prediction
+                "class_names": [ds.target_name or "target"],
+                "target_name": ds.target_name or "target",
+                "target_mean": mean,
+                "target_std": std,
+                "target_summary": {
+                    "min": float(train_y.min()),
+                    "max": float(train_y.max()),
+                    "mean": mean,
+                    "std": std,
+                },
+                "class_balance": None,
+                "warnings": [],
+            }
+        )
+    else:
+        n_classes = len(ds.class_names)
+        counts = {name: class_balance(ds.y[idx[name]], n_classes) for name in SPLITS}
+        summary.update(
+            {
+                "n_classes": n_classes,
+                "class_names": list(ds.class_names),
+                "class_balance": counts,
+                # shown in the report's at-a-glance panel
+                "warnings": check_split_classes(
+                    counts, list(ds.class_names), ds.source or f"dataset '{ds.name}'"
+                ),
+            }
+        )
+    summary.update(
+        {
+            "feature_names": list(ds.feature_names),
+            "image_shape": list(ds.image_shape) if ds.image_shape else None,
+            "sizes": sizes,
+            "scaler": type(scaler).__name__,
+            # "official": the dataset's own test set (MNIST's t10k files); "stratified" a stratified
+            # draw; "random" a plain seeded draw (regression: no classes to stratify by).
+            "test_split": "official"
+            if ds.test_rows is not None
+            else "random"
+            if regression
+            else "stratified",
+            "seed": seed,
+            # Where the rows were read from (the MLflow run's dataset source); null: see "loader".
+            "uri": ds.uri or None,
+        }
+    )
     return arrays, summary
 
 
-def load_dataset(loader: Any) -> Dataset:
-    """Call ``data.loader._target_`` with the other ``data.loader`` keys, each checked first.
+def load_dataset(loader: Any, task: str | None = None) -> Dataset:
+    """Call ``data.loader._target_`` with the other ``data.loader`` keys, each checked first, and
+    ``task`` (the config's) when the loader takes one; a loader whose dataset has its own task
+    (digits are classes, diabetes a quantity) must agree with a ``task`` that is set.
 
     The loader is called directly rather than through ``hydra.utils.instantiate``,
     which would wrap a loader's DataError in its own exception and message.
@@ -227,9 +313,26 @@ def load_dataset(loader: Any) -> Dataset:
             f"Config key 'data.loader.{required[0]}' is required by {target}: "
             f"set it, e.g. `python -m pipeline.prepare data.loader.{required[0]}=...`."
         )
+    takes_task = "task" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if "task" in kwargs:
+        raise ConfigError(
+            "Config key 'data.loader.task' is set by the prepare stage from 'task': set task=... instead."
+        )
+    if takes_task and task is not None:
+        kwargs["task"] = task
     ds = fn(**kwargs)
     if not isinstance(ds, Dataset):
         raise ConfigError(f"data.loader._target_ {target} returned {type(ds).__name__}, not a Dataset.")
+    if task is not None and ds.task != task:
+        other = (
+            "data=diabetes or data=csv"
+            if task == REGRESSION
+            else "data=digits, data=breast_cancer or data=csv"
+        )
+        raise ConfigError(
+            f"Config key 'task' = {task!r}, but dataset '{ds.name}' ({target}) is a {ds.task} dataset. "
+            f"Drop task=... (each dataset knows its own) or use a {task} dataset ({other})."
+        )
     return ds
 
 
@@ -238,7 +341,10 @@ def run(cfg: Config) -> dict[str, Any]:
         scaler = instantiate(cfg.data.scaler)
     except InstantiationException as err:
         raise ConfigError(f"Config key 'data.scaler' cannot be built: {err}") from err
-    ds = load_dataset(cfg.data.loader)
+    task = cfg.task.value if cfg.task is not None else None
+    ds = load_dataset(cfg.data.loader, task)
+    if task is None:
+        log.info("Task: %s, inferred from the data (%s); set task=... to choose", ds.task, task_reason(ds))
     arrays, summary = prepare(ds, scaler, cfg.data.test_size, cfg.data.val_size, cfg.seed)
     summary["loader"] = str(cfg.data.loader.get("_target_", ""))
     datasets.check_batch_size(summary["sizes"]["train"], cfg.train.batch_size)
@@ -248,15 +354,30 @@ def run(cfg: Config) -> dict[str, Any]:
         log.warning("%s", warning)
     io.write_arrays(layout.data_file(cfg), **arrays)
     io.write_json(layout.summary_file(cfg), summary)
+    if ds.task == REGRESSION:
+        target = (
+            f"a numeric target '{summary['target_name']}' (train mean {summary['target_mean']:.4g}, "
+            f"sd {summary['target_std']:.4g})"
+        )
+    else:
+        target = f"{summary['n_classes']} classes"
     log.info(
-        "Prepared %s: %d train / %d val / %d test rows, %d features, %d classes -> %s",
+        "Prepared %s: %d train / %d val / %d test rows, %d features, %s -> %s",
         ds.name,
         *summary["sizes"].values(),
         summary["n_features"],
-        summary["n_classes"],
+        target,
         cfg.paths.prepare,
     )
     return summary
+
+
+def task_reason(ds: Dataset) -> str:
+    """Why the dataset's task is what it is, for the log line that says it was inferred."""
+    if ds.task != REGRESSION:
+        return f"{len(ds.class_names)} classes"
+    distinct = len(np.unique(ds.y))
+    return f"target '{ds.target_name}' holds {distinct} distinct numbers"
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from pipeline import artifacts, datasets, io, layout, parallel
+from pipeline import artifacts, datasets, io, layout, parallel, task
 from pipeline.arch import summary_line
 from pipeline.config import Config
 from pipeline.errors import ConfigError, GlassnetError, TrainingError
@@ -44,12 +44,18 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from pipeline.lit import Classifier, Optimization
+    from pipeline.lit import Learner, Optimization
     from pipeline.tracking.logger import PoolLogger
 
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+REGRESSION_HISTORY_COLUMNS = ("epoch", "train_loss", "train_rmse", "val_loss", "val_rmse")
+
+
+def history_columns(summary: dict[str, Any]) -> tuple[str, ...]:
+    """The history file's columns: accuracy beside the loss, or RMSE (target units) for regression."""
+    return REGRESSION_HISTORY_COLUMNS if task.is_regression(summary) else HISTORY_COLUMNS
 
 
 def build_net(cfg: Config, input_shape: Sequence[int], n_classes: int) -> tuple[nn.Module, dict[str, Any]]:
@@ -57,7 +63,8 @@ def build_net(cfg: Config, input_shape: Sequence[int], n_classes: int) -> tuple[
     shape and class count for the arguments that name them (``model.SHAPE_ARGUMENTS``); and the
     arguments used. Checked before any training: a key the constructor does not take or needs, a
     class that cannot be imported, an output that is not (batch, classes) each stop with a line
-    naming the key or the shape."""
+    naming the key or the shape. ``n_classes`` 0 means regression: one output, from a final Linear
+    layer (see ``check_foldable``), passed to the constructor as a class count of 1."""
     import torch
     from hydra.utils import get_class
 
@@ -65,6 +72,8 @@ def build_net(cfg: Config, input_shape: Sequence[int], n_classes: int) -> tuple[
     from pipeline.config import check_arguments
 
     target = str(cfg.model._target_)
+    regression = n_classes == 0
+    n_classes = n_classes or 1
     try:
         cls = get_class(target)
     except Exception as err:  # Hydra raises ImportError or ValueError, depending on what failed
@@ -118,11 +127,112 @@ def build_net(cfg: Config, input_shape: Sequence[int], n_classes: int) -> tuple[
         net.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_classes):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        wanted = (
+            "one prediction per row, shaped (batch, 1) = (2, 1) (a regression: its output is the target)"
+            if regression
+            else f"logits shaped (batch, classes) = (2, {n_classes})"
+        )
         raise ConfigError(
             f"model._target_ {target} returns {shape} for a batch of shape {tuple(probe.shape)}: "
-            f"it must return logits shaped (batch, classes) = (2, {n_classes})."
+            f"it must return {wanted}."
         )
+    if regression:
+        check_foldable(net, target, probe)
     return net, arguments
+
+
+def last_linear(net: nn.Module) -> nn.Linear | None:
+    """The network's last ``nn.Linear`` module (in registration order) with a single output."""
+    from torch import nn
+
+    found = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    return found[-1] if found and found[-1].out_features == 1 else None
+
+
+def fold_target_scale(net: nn.Module, mean: float, std: float) -> None:
+    """Fold the target's scaling into the last Linear layer (W -> W * std, b -> b * std + mean), so
+    the saved network predicts in the target's own units and every later stage (and a user loading
+    the MLflow model) reads its output as it is. Valid when that layer's output is the network's
+    output, which ``check_foldable`` verifies before training."""
+    import torch
+
+    layer = last_linear(net)
+    assert layer is not None and layer.bias is not None, "check_foldable ran before training"
+    with torch.no_grad():
+        layer.weight.mul_(std)
+        layer.bias.mul_(std).add_(mean)
+
+
+def check_foldable(net: nn.Module, target: str, probe: torch.Tensor) -> None:
+    """A regression network must end in a Linear layer with one output (its prediction) and a
+    bias, so the target's scaling can be folded into it: checked on a copy with a made-up scale."""
+    import copy
+
+    import torch
+
+    layer = last_linear(net)
+    ok = layer is not None and layer.bias is not None
+    if ok:
+        trial = copy.deepcopy(net).eval()
+        probe = torch.randn(probe.shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            before = trial(probe)
+            fold_target_scale(trial, 3.0, 2.0)
+            after = trial(probe)
+        ok = bool(torch.allclose(after, before * 2.0 + 3.0, rtol=1e-4, atol=1e-4))
+    if not ok:
+        raise ConfigError(
+            f"model._target_ {target} cannot be trained for regression: its output must come straight "
+            "from a final nn.Linear layer with one output and a bias (nothing after it), so the "
+            "predictions can be given in the target's own units. End the network with nn.Linear(..., 1)."
+        )
+
+
+def build_loss(cfg: Config, summary: dict[str, Any]) -> nn.Module:
+    """The training loss: ``loss._target_`` with its own keys, or the task's own (cross-entropy for
+    classes, MSE for regression). Probed on a made-up batch so that a loss that does not fit the
+    task stops before training: a regression loss must be 0 where the prediction equals the target
+    and grow with the error; a classification loss must prefer logits that favour the true class."""
+    import torch
+    from torch import nn
+
+    from pipeline.config import check_loss
+
+    regression = task.is_regression(summary)
+    node = cfg.loss
+    if node._target_ is None:
+        check_loss(cfg)  # the task's own loss takes no keys
+        return nn.MSELoss() if regression else nn.CrossEntropyLoss()
+    check_loss(cfg)
+    name = str(node._target_)
+    try:
+        loss = instantiate(node)
+    except Exception as err:  # Hydra wraps the import or constructor error
+        reason = " ".join(str(err).split())
+        raise ConfigError(f"Config key 'loss._target_' = {name!r} could not be built: {reason}") from err
+    if not isinstance(loss, nn.Module):
+        raise ConfigError(
+            f"Config key 'loss._target_' = {name!r} made a {type(loss).__name__}, not a torch.nn loss."
+        )
+    try:
+        with torch.no_grad():
+            if regression:
+                y = torch.tensor([0.5, -1.0, 2.0])
+                fits = float(loss(y, y)) < 1e-6 < float(loss(y + 1.0, y)) < float(loss(y + 2.0, y))
+            else:
+                y = torch.tensor([0, 1, 2])
+                right, wrong = torch.eye(3) * 4.0, torch.eye(3)[[1, 2, 0]] * 4.0
+                fits = float(loss(right, y)) < float(loss(wrong, y))
+    except Exception:  # noqa: BLE001 -- any failure on the task's batch means the loss does not fit it
+        fits = False
+    if not fits:
+        kind = task.of(summary)
+        hint = "loss=mse, loss=huber or loss=l1" if regression else "loss=cross_entropy (or loss=auto)"
+        raise ConfigError(
+            f"Config key 'loss._target_' = {name!r} is not a {kind} loss (tried on a made-up {kind} "
+            f"batch, it does not fall as the predictions improve): use {hint}."
+        )
+    return loss
 
 
 def optimizer_factory(cfg: Config) -> Optimization:
@@ -163,20 +273,23 @@ def fit(
     batch_size: int,
     seed: int,
     ckpt_path: Path | None = None,
-) -> Classifier:
+    loss: nn.Module | None = None,
+    target_scale: tuple[float, float] | None = None,
+) -> Learner:
     """Core: fit ``net`` on the train split, validating on val each epoch (from a checkpoint if given).
 
     ``optimization``: a ``lit.Optimization`` (see optimizer_factory) or a plain optimizer factory
-    such as ``functools.partial(torch.optim.Adam, lr=1e-3)``.
+    such as ``functools.partial(torch.optim.Adam, lr=1e-3)``. ``loss``: the training loss (None:
+    the task's own); ``target_scale``: a regression target's train (mean, std), see ``lit.Learner``.
     """
     import re
     import warnings
 
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from pipeline.lit import Classifier, InMemoryData
+    from pipeline.lit import InMemoryData, Learner
 
-    module = Classifier(net, optimization)
+    module = Learner(net, optimization, loss, target_scale)
     with warnings.catch_warnings():
         # Warnings Lightning raises inside fit that say nothing about this run:
         # - torch 2.13 deprecated constructing torch.utils._pytree.LeafSpec, which Lightning's
@@ -211,6 +324,7 @@ def run_tags(summary: dict[str, Any], data_md5s: dict[str, str]) -> dict[str, st
         **provenance.git_info(location.project_root()),
         **provenance.versions(),
         "dataset": summary["dataset"],
+        "task": task.of(summary),
         "data_md5": provenance.combined_md5(data_md5s),
         "dvc_stage": "train",
     }
@@ -227,10 +341,12 @@ def tracked_config(cfg: Config) -> dict[str, Any]:
     The publish stage logs the later stages' sections to the same run."""
     sections = {
         "seed": cfg.seed,
+        "task": cfg.task.value if cfg.task is not None else None,
         "data": cfg.data,
         "model": cfg.model,
         "optim": cfg.optim,
         "scheduler": cfg.scheduler,
+        "loss": cfg.loss,
         "trainer": cfg.trainer,
         "train": cfg.train,
         "tracking": cfg.tracking,
@@ -361,8 +477,10 @@ def run(cfg: Config) -> dict[str, Any]:
             stale = (partial / "run_id").read_text().strip()
         shutil.rmtree(partial, ignore_errors=True)
     if runs.launch_rank() != 0:  # under DDP only rank 0 tracks
-        net, arguments, trainer, roles = _build(cfg, arrays, summary, False, partial)
-        return _train(cfg, arrays, summary, net, arguments, trainer, roles, None, partial, ckpt_path, tags)
+        net, arguments, loss, trainer, roles = _build(cfg, arrays, summary, False, partial)
+        return _train(
+            cfg, arrays, summary, net, arguments, loss, trainer, roles, None, partial, ckpt_path, tags
+        )
 
     # MLflow lives in a process-pool worker, started before this stage was imported: it imports
     # MLflow and opens the store while this process imports torch and Lightning, and logs each
@@ -374,7 +492,7 @@ def run(cfg: Config) -> dict[str, Any]:
         # The network and the Trainer are built and checked before the run opens: a bad model or
         # Trainer key stops here, leaving no FAILED run behind in the user's MLflow list.
         logger = PoolLogger(pool, uri)
-        net, arguments, trainer, roles = _build(cfg, arrays, summary, logger, partial)
+        net, arguments, loss, trainer, roles = _build(cfg, arrays, summary, logger, partial)
         opened.result()
         # MLflow's source tags, taken here: the worker's command line is not the stage's.
         source = {"mlflow.source.name": sys.argv[0], "mlflow.source.type": "LOCAL"}
@@ -413,7 +531,7 @@ def run(cfg: Config) -> dict[str, Any]:
                     )
                 )
             return _train(
-                cfg, arrays, summary, net, arguments, trainer, roles, logger, partial, ckpt_path, tags
+                cfg, arrays, summary, net, arguments, loss, trainer, roles, logger, partial, ckpt_path, tags
             )
         except BaseException as err:
             killed = isinstance(err, KeyboardInterrupt | SystemExit)
@@ -423,14 +541,22 @@ def run(cfg: Config) -> dict[str, Any]:
 
 def _build(
     cfg: Config, arrays: dict[str, np.ndarray], summary: dict[str, Any], logger: Any, partial: Path
-) -> tuple[torch.nn.Module, dict[str, Any], pl.Trainer, dict[str, Any]]:
-    """The seeded network (and its constructor arguments) and the Trainer, both checked."""
+) -> tuple[torch.nn.Module, dict[str, Any], nn.Module, pl.Trainer, dict[str, Any]]:
+    """The seeded network (and its constructor arguments), the loss and the Trainer, all checked."""
     import pytorch_lightning as pl
 
+    regression = task.is_regression(summary)
+    objectives = ("best_val_loss", "best_val_rmse" if regression else "best_val_acc")
+    if cfg.train.objective.value not in objectives:
+        raise ConfigError(
+            f"Config key 'train.objective' = {cfg.train.objective.value!r} does not exist for a "
+            f"{task.of(summary)} run: use one of {', '.join(objectives)}."
+        )
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    net, arguments = build_net(cfg, artifacts.input_shape(summary), summary["n_classes"])
+    net, arguments = build_net(cfg, artifacts.input_shape(summary), 0 if regression else summary["n_classes"])
+    loss = build_loss(cfg, summary)
     trainer, roles = build_trainer(cfg, logger, partial, train_rows=len(arrays["y_train"]))
-    return net, arguments, trainer, roles
+    return net, arguments, loss, trainer, roles
 
 
 def _end_run(pool: Executor, uri: str, started: Future[runs.Started], status: str) -> None:
@@ -454,6 +580,7 @@ def _train(
     summary: dict[str, Any],
     net: torch.nn.Module,
     arguments: dict[str, Any],
+    loss: nn.Module,
     trainer: pl.Trainer,
     roles: dict[str, Any],
     logger: PoolLogger | None,
@@ -473,14 +600,17 @@ def _train(
     # Images reach the network with their shape (channels, height, width); tables as rows.
     shape = artifacts.input_shape(summary)
     shaped = {k: v.reshape(len(v), *shape) if k.startswith("X_") else v for k, v in arrays.items()}
-    fit(net, optimizer_factory(cfg), shaped, trainer, cfg.train.batch_size, cfg.seed, ckpt_path)
+    scale = (summary["target_mean"], summary["target_std"]) if task.is_regression(summary) else None
+    module = fit(
+        net, optimizer_factory(cfg), shaped, trainer, cfg.train.batch_size, cfg.seed, ckpt_path, loss, scale
+    )
     check_finite(roles["history"].rows)
     if not trainer.is_global_zero or logger is None:
         # Under DDP every rank trains; only rank 0 logs to MLflow and writes the outputs.
         if logger is not None:  # the environment named no rank, yet Lightning made this one non-zero
             logger.pool.submit(runs.terminate, logger.uri, logger.run_id, "KILLED").result()
         return {"rank": trainer.global_rank, "objective": float("nan")}
-    return _finish(cfg, net, arguments, shape, arrays, roles, partial, logger, tags, started)
+    return _finish(cfg, module, summary, arguments, shape, arrays, roles, partial, logger, tags, started)
 
 
 def loss_line(
@@ -489,9 +619,11 @@ def loss_line(
     arrays: dict[str, np.ndarray],
     shape: tuple[int, ...],
     seed: int,
+    criterion: Any = None,
 ) -> dict[str, list[float]]:
     """The loss on the line from the initial to the kept weights (pipeline.dynamics), on at most
-    ``dynamics.MAX_ROWS`` seeded rows of the train and validation splits each."""
+    ``dynamics.MAX_ROWS`` seeded rows of the train and validation splits each; ``criterion``: the
+    loss trained on (``Learner.batch_loss``; None: cross-entropy)."""
     from pipeline import dynamics, stats
 
     splits = {}
@@ -499,13 +631,14 @@ def loss_line(
         y = arrays[f"y_{split}"]
         rows = stats.subsample(len(y), dynamics.MAX_ROWS, seed)
         splits[split] = (np.asarray(arrays[f"X_{split}"][rows]).reshape(len(rows), *shape), y[rows])
-    found = dynamics.loss_along_line(net, initial, splits)
+    found = dynamics.loss_along_line(net, initial, splits, criterion=criterion)
     return {"alpha": [float(a) for a in dynamics.ALPHAS], **found}
 
 
 def _finish(
     cfg: Config,
-    net: torch.nn.Module,
+    module: Learner,
+    summary: dict[str, Any],
     arguments: dict[str, Any],
     shape: tuple[int, ...],
     arrays: dict[str, np.ndarray],
@@ -519,19 +652,28 @@ def _finish(
     from pipeline import model
 
     history, weight_history, checkpoint = roles["history"], roles["weight_history"], roles["checkpoint"]
+    net = module.net
     if checkpoint.best_model_path:
         net.load_state_dict(best_weights(checkpoint.best_model_path))
     net.eval()
     best = min(history.rows, key=lambda row: row["val_loss"])
+    second = module.second_metric  # acc, or rmse (target units) for regression
     metrics = {
         "best_val_loss": best["val_loss"],
-        "best_val_acc": best["val_acc"],
+        f"best_val_{second}": best[f"val_{second}"],
         "best_epoch": int(best["epoch"]),
         "epochs_run": len(history.rows),
         "n_parameters": model.n_parameters(net),
     }
+    # The loss the optimizer saw, so before the target's scaling is folded into the weights.
     # (A run resumed from a checkpoint of an older glassnet holds no initial weights: no line.)
-    line = loss_line(net, weight_history.initial, arrays, shape, cfg.seed) if weight_history.initial else {}
+    line = (
+        loss_line(net, weight_history.initial, arrays, shape, cfg.seed, module.batch_loss)
+        if weight_history.initial
+        else {}
+    )
+    if module.target_scale is not None:
+        fold_target_scale(net, *module.target_scale)
     staged_model = partial / "model.pt"
     target = str(cfg.model._target_)
     model.save(net, staged_model, target=target, arguments=arguments, input_shape=shape)
@@ -563,20 +705,23 @@ def _finish(
                 "arch": {"_target_": target, **model.plain(arguments)},
             },
         )
+        columns = history_columns(summary)
         io.write_csv(
             cfg.paths.history,
-            HISTORY_COLUMNS,
-            [[int(r["epoch"]), *(r.get(c, float("nan")) for c in HISTORY_COLUMNS[1:])] for r in history.rows],
+            columns,
+            [[int(r["epoch"]), *(r.get(c, float("nan")) for c in columns[1:])] for r in history.rows],
         )
         io.write_json(cfg.paths.train_metrics, metrics)
         io.write_json(layout.weight_history_file(cfg), weight_history.to_dict())
         io.write_json(layout.gradient_norms_file(cfg), roles["gradient_norms"].to_dict())
         io.write_json(layout.loss_line_file(cfg), line)
     log.info(
-        "Trained %s: best val_loss %.4f, val_acc %.4f at epoch %d; MLflow run %s (%s)",
+        "Trained %s: best val_loss %.4f, val_%s %.4f%s at epoch %d; MLflow run %s (%s)",
         summary_line({"_target_": target, **model.plain(arguments)}),
         best["val_loss"],
-        best["val_acc"],
+        second,
+        best[f"val_{second}"],
+        f" {task.target_name(summary)}" if second == "rmse" else "",
         best["epoch"],
         info.run_id,
         location.ui_command(info.tracking_uri),

@@ -83,6 +83,46 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config
 
 
 @pytest.fixture(scope="session")
+def regression_trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, dict[str, Any]]]:
+    """The diabetes table (a regression) prepared and trained, in-process, with small settings;
+    the later stages are left to the test (see regression_run)."""
+    from pipeline import prepare, train
+
+    folder = tmp_path_factory.mktemp("regression")
+    old = os.getcwd()
+    os.chdir(folder)
+    try:
+        cfg = make_config(folder, "data=diabetes", "trainer.max_epochs=8")
+        yield cfg, {"prepare": prepare.run(cfg), "train": train.run(cfg)}
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="session")
+def regression_run(
+    regression_trained: tuple[Config, dict[str, Any]],
+) -> Iterator[tuple[Config, dict[str, Any]]]:
+    """Every stage once on the diabetes regression (after regression_trained), in-process."""
+    from pipeline import evaluate, explain, publish, report, visualize
+
+    cfg, results = regression_trained
+    old = os.getcwd()
+    os.chdir(Path(cfg.paths.prepare).parents[1])
+    try:
+        for name, stage in (
+            ("evaluate", evaluate),
+            ("explain", explain),
+            ("visualize", visualize),
+            ("report", report),
+            ("publish", publish),
+        ):
+            results[name] = stage.run(cfg)
+        yield cfg, results
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="session")
 def compared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path, list[str]]]:
     """Three real runs with different hidden sizes, then the comparison page."""
     from pipeline import compare, evaluate, explain, prepare, publish, train

@@ -252,7 +252,11 @@ def test_empty_target_cells(tmp_path: Path) -> None:
     ("change", "kwargs", "pattern"),
     [
         (lambda f: f.assign(species="a"), {}, r"'species'.*single value \('a'\)"),
-        (lambda f: f.assign(species=np.linspace(0, 1, len(f))), {}, r"'species'.*real numbers"),
+        (
+            lambda f: f.assign(species=np.linspace(0, 1, len(f))),
+            {"task": "classification"},
+            r"'species'.*real numbers.*120 distinct.*use task=regression",
+        ),
         (lambda f: f, {"target": "kind"}, r"data\.loader\.target='kind'.*columns are: length, width"),
         (lambda f: f, {"features": ["length", "size"]}, r"'size'.*not in"),
         (lambda f: f, {"features": ["length", "species"]}, r"both data\.loader\.target"),
@@ -622,3 +626,53 @@ def test_pixel_scale_divides_every_feature_by_one_value(make_cfg: Callable[..., 
     assert isinstance(preset, datasets.PixelScale) and preset.max_value == 255
     with pytest.raises(ConfigError, match=r"'data\.scaler\.max_value' = -1 must be positive"):
         datasets.PixelScale(-1)
+
+
+def test_task_is_inferred_from_the_target(tmp_path: Path) -> None:
+    frame = table()
+    classes = datasets.load_table(write(frame, tmp_path / "c.csv"), target="species")
+    assert classes.task == "classification" and classes.target_name == ""
+    # Integers with few distinct values are classes; reals (or many integers) a quantity.
+    few = frame.assign(species=np.arange(len(frame)) % 3)
+    assert datasets.load_table(write(few, tmp_path / "few.csv"), target="species").task == "classification"
+    many = frame.assign(species=np.arange(len(frame)) * 7)
+    assert datasets.infer_task(many["species"]) == "regression"
+    reals = frame.assign(species=np.linspace(10.0, 20.0, len(frame)))
+    ds = datasets.load_table(write(reals, tmp_path / "r.csv"), target="species")
+    assert ds.task == "regression" and ds.target_name == "species" and ds.class_names == []
+    assert ds.y.dtype == np.float32
+    np.testing.assert_allclose(ds.y, reals["species"], rtol=1e-6)
+    # Set explicitly, the task wins over the inference: integer codes 0..2 as a quantity.
+    forced = datasets.load_table(write(few, tmp_path / "few2.csv"), target="species", task="regression")
+    assert forced.task == "regression" and set(forced.y.tolist()) == {0.0, 1.0, 2.0}
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (lambda f: f.assign(species=3.5), r"'species'.*single value \(3\.5\) in all 120 rows"),
+        (
+            lambda f: f.assign(species=np.r_[np.linspace(0, 1, len(f) - 1), np.inf]),
+            r"'species'.*1 non-finite value.*data row 120",
+        ),
+        (
+            lambda f: f,
+            r"'species'.*holds text \(e\.g\. '\w+'\), but task=regression needs numbers.*task=classification",
+        ),
+    ],
+    ids=["single-value", "non-finite", "text"],
+)
+def test_regression_target_errors(
+    tmp_path: Path, change: Callable[[pd.DataFrame], pd.DataFrame], pattern: str
+) -> None:
+    path = write(change(table()), tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=pattern):
+        datasets.load_table(path, target="species", task="regression")
+
+
+def test_diabetes_is_a_regression() -> None:
+    ds = datasets.load_diabetes()
+    assert ds.task == "regression" and ds.target_name == "progression"
+    assert ds.X.shape == (442, 10) and ds.feature_names[2] == "bmi"
+    assert ds.y.min() >= 25 and ds.y.max() <= 346
+    assert ds.X[:, 0].max() > 50  # ages in years: the raw units, not scikit-learn's scaled copy

@@ -11,10 +11,17 @@ from pipeline.plots import subplots
 
 
 def training_curves(history: Sequence[dict[str, float]]) -> Figure:
-    """Loss and accuracy per epoch, train vs validation, side by side."""
+    """Loss and accuracy (a regression: RMSE in the target's units) per epoch, train vs validation,
+    side by side."""
     fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(9, 3.4))
     epochs = [row["epoch"] for row in history]
-    for ax, metric, label in ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "acc", "accuracy")):
+    regression = any("val_rmse" in row for row in history)
+    panels = (
+        ((ax_loss, "loss", "loss (scaled target)"), (ax_acc, "rmse", "RMSE (target units)"))
+        if regression
+        else ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "acc", "accuracy"))
+    )
+    for ax, metric, label in panels:
         for split, style in (("train", "-o"), ("val", "-s")):
             values = [row.get(f"{split}_{metric}", np.nan) for row in history]
             ax.plot(epochs, values, style, markersize=3, label=split)
@@ -83,6 +90,76 @@ def reliability_diagram(
     ax.set_xlabel("mean predicted confidence")
     ax.set_ylabel("accuracy")
     ax.set_title(f"ECE = {ece:.3f}")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def predicted_vs_actual(
+    actual: Sequence[float], predicted: Sequence[float], target: str, rmse: float, r2: float
+) -> Figure:
+    """Each test sample's prediction against its true value; perfect predictions lie on the diagonal."""
+    fig, ax = subplots(figsize=(4.6, 4.3))
+    actual_, predicted_ = np.asarray(actual, np.float64), np.asarray(predicted, np.float64)
+    low = float(min(actual_.min(), predicted_.min()))
+    high = float(max(actual_.max(), predicted_.max()))
+    pad = 0.04 * (high - low or 1.0)
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], "--", color="grey", label="perfect prediction")
+    ax.scatter(actual_, predicted_, s=14, alpha=0.7, edgecolors="none", label="test samples")
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"actual {target}")
+    ax.set_ylabel(f"predicted {target}")
+    ax.set_title(f"RMSE {rmse:.4g}, R² {r2:.3f}")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def residuals_vs_predicted(predicted: Sequence[float], residuals: Sequence[float], target: str) -> Figure:
+    """Residual (actual - predicted) against the prediction, with a running median: a flat band
+    around 0 is what a good fit leaves; a slope or a funnel is structure the network missed."""
+    fig, ax = subplots(figsize=(5.6, 3.6))
+    x, r = np.asarray(predicted, np.float64), np.asarray(residuals, np.float64)
+    ax.axhline(0.0, color="grey", linestyle="--", label="no error")
+    ax.scatter(x, r, s=14, alpha=0.7, edgecolors="none", label="test samples")
+    if len(x) >= 20:
+        # A centred window of a fifth of the samples, only where it is full (no ragged ends).
+        order = np.argsort(x)
+        window = max(9, len(x) // 5) | 1
+        half = window // 2
+        sorted_r = r[order]
+        centres = range(half, len(x) - half)
+        medians = [np.median(sorted_r[i - half : i + half + 1]) for i in centres]
+        ax.plot(
+            x[order][half : len(x) - half], medians, color="C3", label=f"running median ({window} samples)"
+        )
+    ax.set_xlabel(f"predicted {target}")
+    ax.set_ylabel(f"residual (actual - predicted) {target}")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def residual_distribution(residuals: Sequence[float], target: str, rmse: float) -> Figure:
+    """Histogram of the residuals, with their mean and a normal curve of the same spread."""
+    fig, ax = subplots(figsize=(5.6, 3.4))
+    r = np.asarray(residuals, np.float64)
+    bins = int(np.clip(np.sqrt(len(r)) * 1.5, 8, 40))
+    ax.hist(r, bins=bins, density=True, alpha=0.75, label="test residuals")
+    spread = float(r.std()) or 1.0
+    grid = np.linspace(r.min() - spread, r.max() + spread, 200)
+    normal = np.exp(-0.5 * ((grid - r.mean()) / spread) ** 2) / (spread * np.sqrt(2 * np.pi))
+    ax.plot(grid, normal, color="C3", label="normal, same mean and spread")
+    ax.axvline(0.0, color="grey", linestyle="--")
+    ax.axvline(float(r.mean()), color="C1", linestyle=":", label=f"mean {r.mean():.3g} (bias)")
+    ax.set_xlabel(f"residual (actual - predicted) {target}")
+    ax.set_ylabel("density")
+    ax.set_title(f"RMSE {rmse:.4g}")
     ax.legend(loc="upper left", fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
