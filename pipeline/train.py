@@ -193,6 +193,8 @@ def build_loss(cfg: Config, summary: dict[str, Any]) -> nn.Module:
     classes, MSE for regression). Probed on a made-up batch so that a loss that does not fit the
     task stops before training: a regression loss must be 0 where the prediction equals the target
     and grow with the error; a classification loss must prefer logits that favour the true class."""
+    import warnings
+
     import torch
     from torch import nn
 
@@ -215,7 +217,9 @@ def build_loss(cfg: Config, summary: dict[str, Any]) -> nn.Module:
             f"Config key 'loss._target_' = {name!r} made a {type(loss).__name__}, not a torch.nn loss."
         )
     try:
-        with torch.no_grad():
+        # A loss of the other task may warn about broadcasting before it fails the probe: quiet.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             if regression:
                 y = torch.tensor([0.5, -1.0, 2.0])
                 fits = float(loss(y, y)) < 1e-6 < float(loss(y + 1.0, y)) < float(loss(y + 2.0, y))

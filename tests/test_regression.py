@@ -1,0 +1,215 @@
+"""Regression end to end in the stages the lead owns: the task, the target's scaling, the loss
+from config, training with one output in the target's units, and evaluation (RMSE, MAE, R²)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LinearRegression
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from pipeline import artifacts, datasets, evaluate, io, layout, prepare, train
+from pipeline.config import Config
+from pipeline.errors import ConfigError, DataError
+
+# ------------------------------------------------------------------------------- pure parts
+
+
+def test_regression_metrics_by_hand() -> None:
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    pred = np.array([1.5, 2.0, 2.0, 4.5])
+    m = evaluate.regression_metrics(y, pred, train_mean=2.0)
+    # residuals -0.5, 0, 1, -0.5: SS_res 1.5, SS_tot 5
+    assert m["rmse"] == pytest.approx(np.sqrt(1.5 / 4))
+    assert m["mae"] == pytest.approx(0.5)
+    assert m["r2"] == pytest.approx(1 - 1.5 / 5)
+    assert m["bias"] == pytest.approx(0.0)
+    assert m["max_abs_error"] == pytest.approx(1.0)
+    assert m["baseline_rmse"] == pytest.approx(np.sqrt((1 + 0 + 1 + 4) / 4))
+    result = evaluate.evaluate_regression(y, pred, 2.0, n_largest=2)
+    assert [e["row"] for e in result["largest_errors"]] == [2, 0]
+    assert result["largest_errors"][0] == {"row": 2, "actual": 3.0, "predicted": 2.0, "error": 1.0}
+
+
+def test_folding_the_scale_gives_predictions_in_target_units() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).eval()
+    x = torch.randn(16, 4)
+    scaled = net(x).detach()
+    train.fold_target_scale(net, mean=150.0, std=80.0)
+    torch.testing.assert_close(net(x).detach(), scaled * 80.0 + 150.0, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        nn.Sequential(nn.Linear(4, 1), nn.Sigmoid()),  # something after the last Linear
+        nn.Sequential(nn.Linear(4, 1, bias=False)),  # no bias to carry the mean
+        nn.Sequential(nn.Linear(4, 2)),  # two outputs
+    ],
+    ids=["sigmoid-after", "no-bias", "two-outputs"],
+)
+def test_a_regression_network_must_end_in_a_linear_layer(net: nn.Module) -> None:
+    with pytest.raises(ConfigError, match="final nn.Linear layer with one output and a bias"):
+        train.check_foldable(net, "my.Net", torch.zeros(2, 4))
+
+
+def regression_summary() -> dict[str, Any]:
+    return {"task": "regression", "target_name": "y", "target_mean": 0.0, "target_std": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "summary", "expected"),
+    [
+        ([], {"task": "regression"}, nn.MSELoss),
+        ([], {}, nn.CrossEntropyLoss),
+        (["loss=huber", "loss.delta=0.5"], {"task": "regression"}, nn.HuberLoss),
+        (["loss=l1"], {"task": "regression"}, nn.L1Loss),
+        (["loss=cross_entropy", "loss.label_smoothing=0.1"], {}, nn.CrossEntropyLoss),
+    ],
+)
+def test_loss_from_config(
+    make_cfg: Callable[..., Config], overrides: list[str], summary: dict[str, Any], expected: type
+) -> None:
+    loss = train.build_loss(make_cfg(*overrides), summary)
+    assert type(loss) is expected
+    if "loss.delta=0.5" in overrides:
+        assert loss.delta == 0.5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "summary", "pattern"),
+    [
+        (["loss=cross_entropy"], {"task": "regression"}, "is not a regression loss.*loss=mse"),
+        (["loss=mse"], {}, "is not a classification loss.*loss=cross_entropy"),
+        (["loss=huber", "+loss.delt=1"], {"task": "regression"}, r"loss\.delt"),
+        (["+loss.delta=1"], {"task": "regression"}, r"'loss\.delta' is set but loss\._target_ is null"),
+        (["loss._target_=torch.nn.Nope"], {"task": "regression"}, r"'loss\._target_' = 'torch\.nn\.Nope'"),
+    ],
+    ids=["ce-for-regression", "mse-for-classes", "misspelt-key", "key-without-loss", "unknown-class"],
+)
+def test_a_loss_that_does_not_fit_stops_before_training(
+    make_cfg: Callable[..., Config], overrides: list[str], summary: dict[str, Any], pattern: str
+) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        train.build_loss(make_cfg(*overrides), summary)
+
+
+def test_prepare_keeps_the_target_in_its_units_and_records_its_scale() -> None:
+    ds = datasets.load_diabetes()
+    arrays, summary = prepare.prepare(ds, StandardScaler(), 0.2, 0.1, seed=42)
+    assert summary["task"] == "regression" and summary["test_split"] == "random"
+    assert summary["n_classes"] == 1 and summary["class_names"] == ["progression"]
+    assert summary["class_balance"] is None
+    assert arrays["y_train"].dtype == np.float32
+    assert summary["target_mean"] == pytest.approx(float(arrays["y_train"].mean()), rel=1e-5)
+    assert summary["target_std"] == pytest.approx(float(arrays["y_train"].std()), rel=1e-4)
+    assert sum(summary["sizes"].values()) == 442
+    # Every row once, with its own target value (a permutation, not a resampling).
+    together = np.sort(np.concatenate([arrays[f"y_{s}"] for s in ("train", "val", "test")]))
+    np.testing.assert_array_equal(together, np.sort(ds.y))
+
+
+def test_prepare_refuses_a_task_the_dataset_does_not_have(make_cfg: Callable[..., Config]) -> None:
+    with pytest.raises(ConfigError, match=r"'task' = 'classification'.*'diabetes'.*regression dataset"):
+        prepare.run(make_cfg("data=diabetes", "task=classification"))
+    with pytest.raises(ConfigError, match=r"data\.loader\.task"):
+        prepare.run(
+            make_cfg(
+                "data=csv", "data.loader.path=x.csv", "data.loader.target=y", "+data.loader.task=regression"
+            )
+        )
+
+
+def test_tiny_regression_splits_are_refused() -> None:
+    ds = datasets.Dataset(
+        "tiny",
+        np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32),
+        np.arange(8.0),
+        ["a", "b"],
+        [],
+    )
+    ds.task = "regression"
+    with pytest.raises(DataError, match="val split would get 1 row"):
+        prepare.prepare(ds, None, 0.25, 0.1, seed=0)
+
+
+# ------------------------------------------------------------------------------- a trained run
+
+
+def test_trained_regression_predicts_in_the_target_units(
+    regression_trained: tuple[Config, dict[str, Any]],
+) -> None:
+    cfg, results = regression_trained
+    summary, metrics = results["prepare"], results["train"]
+    assert set(metrics) >= {"best_val_loss", "best_val_rmse", "best_epoch"} and "best_val_acc" not in metrics
+    history = io.read_csv(cfg.paths.history, "train")
+    assert list(history[0]) == ["epoch", "train_loss", "train_rmse", "val_loss", "val_rmse"]
+    # The validation RMSE is the loss's square root in the target's units (MSE of the scaled target).
+    best = min(history, key=lambda row: float(row["val_loss"]))
+    assert float(best["val_rmse"]) == pytest.approx(
+        np.sqrt(float(best["val_loss"])) * summary["target_std"], rel=1e-3
+    )
+    arrays, _ = artifacts.load_data(cfg)
+    net = artifacts.load_model(cfg)
+    pred = evaluate.predict_values(net, arrays["X_val"])
+    assert pred.shape == (len(arrays["y_val"]),)
+    rmse = float(np.sqrt(np.mean((pred - arrays["y_val"]) ** 2)))
+    assert rmse == pytest.approx(metrics["best_val_rmse"], rel=1e-3)
+    # Predictions sit where the target lives (mean ~150), not near 0 as the scaled fit does.
+    assert abs(pred.mean() - summary["target_mean"]) < 0.5 * summary["target_std"]
+    run = io.read_json(layout.run_file(cfg), "train")
+    assert run["task"] == "regression"
+
+
+def test_evaluate_writes_regression_outputs(regression_trained: tuple[Config, dict[str, Any]]) -> None:
+    cfg, results = regression_trained
+    result = evaluate.run(cfg)
+    m = result["metrics"]
+    assert set(m) >= {"rmse", "mae", "r2", "baseline_rmse", "n_test"}
+    assert 0 < m["mae"] <= m["rmse"] <= m["max_abs_error"]
+    assert m["rmse"] < m["baseline_rmse"]  # better than always predicting the train mean
+    rows = io.read_csv(cfg.paths.regression_plot, "evaluate")
+    assert len(rows) == m["n_test"] and list(rows[0]) == ["actual", "predicted"]
+    arrays, _ = artifacts.load_data(cfg)
+    actual = np.array([float(r["actual"]) for r in rows])
+    np.testing.assert_allclose(actual, arrays["y_test"], rtol=1e-6)
+    assert io.read_csv(cfg.paths.predictions, "evaluate") == []  # the confusion plot: no rows
+    figures = {p.stem for p in layout.figure_dir(cfg.paths.evaluate).glob("*.png")}
+    assert figures == {
+        "training_curves",
+        "predicted_vs_actual",
+        "residuals_vs_predicted",
+        "residual_distribution",
+    }
+    assert io.read_json(cfg.paths.evaluate_metrics, "evaluate")["r2"] == pytest.approx(m["r2"])
+
+
+def test_the_objective_must_exist_for_the_task(regression_trained: tuple[Config, dict[str, Any]]) -> None:
+    cfg, _ = regression_trained
+    bad = copy.deepcopy(cfg)
+    bad.train.objective = "best_val_acc"  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match=r"'train\.objective' = 'best_val_acc'.*best_val_rmse"):
+        train.run(bad)
+
+
+def test_the_diabetes_preset_reaches_r2_040(make_cfg: Callable[..., Config]) -> None:
+    """The issue's bar: test R² >= 0.40 with +experiment=diabetes_mlp (a linear regression on the
+    same split: about 0.45)."""
+    cfg = make_cfg("+experiment=diabetes_mlp", "trainer.enable_progress_bar=false", fast=False)
+    prepare.run(cfg)
+    train.run(cfg)
+    r2 = evaluate.run(cfg)["metrics"]["r2"]
+    arrays, _ = artifacts.load_data(cfg)
+    linear = LinearRegression().fit(arrays["X_train"], arrays["y_train"])
+    linear_r2 = 1 - np.sum((arrays["y_test"] - linear.predict(arrays["X_test"])) ** 2) / np.sum(
+        (arrays["y_test"] - arrays["y_test"].mean()) ** 2
+    )
+    assert r2 >= 0.40, (r2, linear_r2)
+    assert 0.40 <= linear_r2 <= 0.50  # the reference the issue quotes
