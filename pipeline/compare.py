@@ -33,7 +33,23 @@ log = logging.getLogger(__name__)
 # Parameters that say where things go, not how the network was made.
 IGNORED_PARAM_PREFIXES = ("paths.", "tracking.", "compare.", "report.", "trainer.enable_progress_bar")
 # Metrics logged once per epoch: drawn as curves, not leaderboard columns.
-CURVE_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
+CURVE_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc", "val_rmse", "train_rmse")
+# Metric names (parts) where lower is better; any other metric ranks higher-is-better.
+LOWER_IS_BETTER = ("rmse", "mae", "loss", "error", "ece", "bias")
+
+
+def ranking(runs: list[queries.RunRecord], metric: str | None, higher: bool | None) -> tuple[str, bool]:
+    """The metric to rank by and its direction: as configured, else from the runs' task (the train
+    stage's ``task`` tag: test_accuracy for classifiers, test_rmse for regressions; the task of most
+    runs wins) and from the metric's name (lower is better for RMSE, MAE, losses, errors, ECE)."""
+    if metric is None:
+        regressions = sum(r.tags.get("task") == "regression" for r in runs)
+        metric = "test_rmse" if regressions * 2 > len(runs) else "test_accuracy"
+    if higher is None:
+        higher = not any(part in metric.lower() for part in LOWER_IS_BETTER)
+    return metric, higher
+
+
 # The report figures shown side by side for the two best runs (figure ids of pipeline.figures).
 BEST_RUN_FIGURES = ("class_importance", "feature_importance", "sanity_curve", "surrogate_fidelity")
 # The explain stage's mean |SHAP| per class and feature, as each run logged it (layout.importance_file).
@@ -85,10 +101,15 @@ def metric_columns(runs: list[queries.RunRecord], metric: str) -> list[str]:
 
 
 def verdict(
-    ranked: list[queries.RunRecord], missing: list[queries.RunRecord], metric: str, varying: list[str]
+    ranked: list[queries.RunRecord],
+    missing: list[queries.RunRecord],
+    metric: str,
+    higher: bool,
+    varying: list[str],
 ) -> list[str]:
     best = ranked[0]
-    sentences = [f"Best run: {best.name} with {metric} = {fmt_num(best.metrics[metric])}."]
+    way = "higher" if higher else "lower"
+    sentences = [f"Best run: {best.name} with {metric} = {fmt_num(best.metrics[metric])} ({way} is better)."]
     if len(ranked) > 1:
         worst = ranked[-1]
         sentences.append(
@@ -216,13 +237,13 @@ def draw(
     return out
 
 
-def logged_figures(uri: str, run_id: str, folder: Path) -> list[ReportFigure]:
-    """Those of BEST_RUN_FIGURES the run logged, embedded with the report's captions."""
+def logged_figures(uri: str, run_id: str, folder: Path, kind: str = "classification") -> list[ReportFigure]:
+    """Those of BEST_RUN_FIGURES the run logged, embedded with the report's captions for its task."""
     embedded = []
     for spec in map(figures.spec, BEST_RUN_FIGURES):
         path = queries.download_artifact(uri, run_id, f"{spec.stage}/{spec.id}.png", folder)
         if path is not None:
-            embedded.append(embed_figure(path, spec.title, spec.caption, spec.alt))
+            embedded.append(embed_figure(path, spec.title_for(kind), spec.caption_for(kind), spec.alt))
     return embedded
 
 
@@ -243,14 +264,15 @@ def run(cfg: Config) -> Path:
             "pipeline first (`dvc repro` or `dvc exp run`), or check compare.experiment / "
             "compare.run_name_prefix / compare.filter."
         )
-    ranked, missing = rank(runs, c.metric, c.higher_is_better)
+    metric, higher = ranking(runs, c.metric, c.higher_is_better)
+    ranked, missing = rank(runs, metric, higher)
     if not ranked:
         raise NoRunsError(
-            f"None of the {len(runs)} runs of experiment '{experiment}' logged the metric '{c.metric}'; "
-            "pick another with compare.metric=... (e.g. test_accuracy, best_val_loss)."
+            f"None of the {len(runs)} runs of experiment '{experiment}' logged the metric '{metric}'; "
+            "pick another with compare.metric=... (e.g. test_accuracy, test_rmse, best_val_loss)."
         )
     varying = varying_params(ranked)
-    columns = metric_columns(ranked, c.metric)
+    columns = metric_columns(ranked, metric)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         histories = {
@@ -258,7 +280,7 @@ def run(cfg: Config) -> Path:
             for i, r in enumerate(ranked[:12])
         }
         drawn = draw(
-            ranked, varying, c.metric, {k: v for k, v in histories.items() if v}, folder, cfg.report.dpi
+            ranked, varying, metric, {k: v for k, v in histories.items() if v}, folder, cfg.report.dpi
         )
         records = load_importances(uri, ranked[:MAX_EXPLAINED], folder / "importance")
         agreement = (
@@ -270,7 +292,13 @@ def run(cfg: Config) -> Path:
         )
         drawn.update(draw_explanations(ranked, varying, agreement, records, folder, cfg.report.dpi))
         best_two = [
-            {"rank": i + 1, "name": r.name, "figures": logged_figures(uri, r.run_id, folder / f"best{i}")}
+            {
+                "rank": i + 1,
+                "name": r.name,
+                "figures": logged_figures(
+                    uri, r.run_id, folder / f"best{i}", r.tags.get("task", "classification")
+                ),
+            }
             for i, r in enumerate(ranked[:2])
         ]
         context = {
@@ -278,11 +306,11 @@ def run(cfg: Config) -> Path:
             "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "experiment": experiment,
             "tracking_uri": uri,
-            "metric": c.metric,
-            "higher_is_better": c.higher_is_better,
+            "metric": metric,
+            "higher_is_better": higher,
             "filter_text": filter_text,
             "runs": runs,
-            "verdict": verdict(ranked, missing, c.metric, varying),
+            "verdict": verdict(ranked, missing, metric, higher, varying),
             "varying": varying,
             "metric_columns": columns,
             "leaderboard": [
@@ -309,7 +337,7 @@ def run(cfg: Config) -> Path:
         "Compared %d runs of '%s' by %s -> %s (MLflow run %s)",
         len(ranked),
         experiment,
-        c.metric,
+        metric,
         out.resolve(),
         comparison,
     )

@@ -15,6 +15,12 @@ below apply to each:
   removal in random order; the area between the two curves is one number;
 - agreement with a second method, Captum's Integrated Gradients: per-sample
   Spearman rank correlation of the two attributions for the predicted class.
+
+For regression (``task`` regression in the prepared summary) the network has one output, the
+prediction in the target's units: the attributions are (n, features, 1), additivity is against the
+prediction, faithfulness is the RMSE of the prediction growing as the top features are removed
+(``faithfulness_rmse_*``; ``faithfulness_area`` is that area over the sd of the explained targets),
+and the surrogate is a regression tree whose fidelity is R² to the network's predictions.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from pipeline import (
     sanity,
     similarity,
     surrogate,
+    task,
 )
 from pipeline.config import Config, SanityConfig, SurrogateConfig, TrustConfig
 from pipeline.errors import ConfigError
@@ -82,8 +89,10 @@ def _per_sample(base: np.ndarray, n: int) -> np.ndarray:
 
 
 def _as_nfc(raw: Any) -> np.ndarray:
-    """(n, features, classes) float64: shap >= 0.45 returns one array, older releases a list per class."""
-    return (np.stack(raw, axis=-1) if isinstance(raw, list) else np.asarray(raw)).astype(np.float64)
+    """(n, features, classes) float64: shap >= 0.45 returns one array, older releases a list per class;
+    for a model with a single output (a regression) shap drops the last axis, put back here."""
+    values = (np.stack(raw, axis=-1) if isinstance(raw, list) else np.asarray(raw)).astype(np.float64)
+    return values[:, :, None] if values.ndim == 2 else values
 
 
 def _require_torch(net: Any, name: str) -> None:
@@ -250,7 +259,10 @@ def _joined(results: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _explanation(result: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    return _as_nfc(result.values), _per_sample(np.asarray(result.base_values), n)
+    base = np.asarray(result.base_values)
+    if np.ndim(result.values) == 2:  # a single output: base values (n,), one per row
+        base = base.reshape(-1, 1)
+    return _as_nfc(result.values), _per_sample(base, n)
 
 
 def permutation_shap(
@@ -398,6 +410,21 @@ def removal_fractions(n_features: int, steps: int) -> np.ndarray:
     return counts / n_features
 
 
+# (outputs (S, n, C), y (n,)) -> one score per removal step (S,)
+Score = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def accuracy_score(outputs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Share of samples whose largest output is their label, per step: (S, n, C), (n,) -> (S,)."""
+    return np.asarray((outputs.argmax(axis=2) == y[None]).mean(axis=1), dtype=np.float64)
+
+
+def rmse_score(outputs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Root mean squared error of the single output against ``y``, per step: (S, n, 1), (n,) -> (S,)."""
+    error = outputs[:, :, 0] - np.asarray(y, dtype=np.float64)[None]
+    return np.asarray(np.sqrt((error**2).mean(axis=1)), dtype=np.float64)
+
+
 def removal_accuracy(
     predict: Predict,
     X: np.ndarray,
@@ -405,8 +432,10 @@ def removal_accuracy(
     orders: np.ndarray,
     baseline: np.ndarray,
     steps: int,
+    score: Score = accuracy_score,
 ) -> np.ndarray:
-    """Accuracy after replacing each sample's first features in ``orders`` by ``baseline``.
+    """Accuracy after replacing each sample's first features in ``orders`` by ``baseline``
+    (another ``score`` of the outputs, e.g. ``rmse_score`` for regression, where given).
 
     ``orders`` is (n, F) or (R, n, F) (R orders per sample); returns (steps + 1,) or (R, steps + 1),
     one accuracy per removal fraction of ``removal_fractions``. All masked copies go through
@@ -425,8 +454,8 @@ def removal_accuracy(
             np.put_along_axis(rank, order, np.broadcast_to(np.arange(n_features), order.shape), axis=1)
             removed = rank[None] < counts[:, None, None]  # (S, n, F)
             masked = np.where(removed, baseline.astype(np.float32), X[None].astype(np.float32))
-            pred = predict(masked.reshape(-1, n_features)).argmax(axis=1).reshape(len(counts), n)
-            accuracy[r] = (pred == y[None]).mean(axis=1)
+            outputs = predict(masked.reshape(-1, n_features))
+            accuracy[r] = score(outputs.reshape(len(counts), n, -1), y)
             shown.update(1)
     return accuracy[0] if orders.ndim == 2 else accuracy
 
@@ -450,12 +479,22 @@ def faithfulness(
     steps: int,
     n_random: int,
     rng: np.random.Generator,
+    regression: bool = False,
 ) -> dict[str, Any]:
-    """Removal curves by attribution order and by ``n_random`` seeded random orders, and their area."""
+    """Removal curves by attribution order and by ``n_random`` seeded random orders, and their area.
+    Classification: accuracy, which falls. Regression: the RMSE of the single output against ``y``,
+    which grows; the area is then (attribution order - random order), so positive still means
+    faithful, in the target's units."""
     n, n_features = attributions.shape
     random_orders = np.argsort(rng.random((n_random, n, n_features)), axis=2)
     curves = removal_accuracy(
-        predict, X, y, np.concatenate([importance_order(attributions)[None], random_orders]), baseline, steps
+        predict,
+        X,
+        y,
+        np.concatenate([importance_order(attributions)[None], random_orders]),
+        baseline,
+        steps,
+        rmse_score if regression else accuracy_score,
     )
     fractions = removal_fractions(n_features, steps)
     guided, random = curves[0], curves[1:].mean(axis=0)
@@ -464,7 +503,9 @@ def faithfulness(
         "guided": guided,
         "random": random,
         "random_std": curves[1:].std(axis=0),
-        "area": faithfulness_area(fractions, guided, random),
+        "area": faithfulness_area(fractions, random, guided)
+        if regression
+        else faithfulness_area(fractions, guided, random),
     }
 
 
@@ -515,6 +556,14 @@ def integrated_gradients(
     return np.concatenate(attrs), np.concatenate(deltas)
 
 
+def pick_regression_examples(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` positions: the largest errors first (up to half), then the best predictions."""
+    order = np.argsort(-np.abs(np.asarray(y_pred, dtype=np.float64) - y_true), kind="stable")
+    worst = order[: n // 2]
+    best = order[::-1][: max(min(n, len(order)) - len(worst), 0)]
+    return np.concatenate([worst, best]).astype(int)
+
+
 def pick_examples(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
     """Up to ``n`` positions: misclassified samples first (up to half), then correct ones."""
     wrong = np.flatnonzero(y_true != y_pred)[: n // 2]
@@ -549,8 +598,10 @@ def trust_metrics(
     background: np.ndarray,
     trust: TrustConfig,
     seed: int,
+    regression: bool = False,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Faithfulness and agreement with Integrated Gradients (metrics, arrays to keep)."""
+    """Faithfulness and agreement with Integrated Gradients (metrics, arrays to keep). For
+    regression ``y`` holds the true values and ``y_pred`` the output explained (all 0)."""
     baseline = background.mean(axis=0)
     attributions = predicted_class_values(values, y_pred)
     faith = faithfulness(
@@ -562,17 +613,34 @@ def trust_metrics(
         steps=trust.removal_steps,
         n_random=trust.random_orders,
         rng=np.random.default_rng(seed + 1),
+        regression=regression,
     )
     ig, ig_gap = integrated_gradients(net, X, baseline, y_pred, trust.ig_steps)
     rho = similarity.rank_agreement(attributions, ig)
     agreement = summarize(rho)
+    if regression:
+        spread = float(np.std(y)) if len(y) else 0.0
+        curve: dict[str, float] = {
+            # The area over the sd of the explained targets: unitless, larger is more faithful.
+            "faithfulness_area": faith["area"] / spread if spread > 0 else float("nan"),
+            "faithfulness_rmse_area": faith["area"],
+            "faithfulness_rmse_full": float(faith["guided"][0]),
+            "faithfulness_rmse_top10pct_removed": float(np.interp(0.1, faith["fractions"], faith["guided"])),
+            "faithfulness_random_rmse_top10pct_removed": float(
+                np.interp(0.1, faith["fractions"], faith["random"])
+            ),
+        }
+    else:
+        curve = {
+            "faithfulness_area": faith["area"],
+            "faithfulness_acc_full": float(faith["guided"][0]),
+            "faithfulness_acc_top10pct_removed": float(np.interp(0.1, faith["fractions"], faith["guided"])),
+            "faithfulness_random_acc_top10pct_removed": float(
+                np.interp(0.1, faith["fractions"], faith["random"])
+            ),
+        }
     metrics = {
-        "faithfulness_area": faith["area"],
-        "faithfulness_acc_full": float(faith["guided"][0]),
-        "faithfulness_acc_top10pct_removed": float(np.interp(0.1, faith["fractions"], faith["guided"])),
-        "faithfulness_random_acc_top10pct_removed": float(
-            np.interp(0.1, faith["fractions"], faith["random"])
-        ),
+        **curve,
         **{f"ig_spearman_{k}": v for k, v in agreement.items()},
         "ig_completeness_max_error": float(ig_gap.max()),
     }
@@ -638,22 +706,38 @@ def surrogate_tree(
     config: SurrogateConfig,
     seed: int,
     pool: Executor | None = None,
+    regression: bool = False,
 ) -> Future[surrogate.Surrogate]:
     """A tree fitted to the network's predictions on (at most MAX_TRAIN_ROWS of) the train split,
     in ``pool`` where one is given (scikit-learn's import, ~2 s, then happens beside this
-    process's work), else here; the network's predictions are made here either way."""
+    process's work), else here; the network's predictions are made here either way. For
+    regression a regression tree, fitted to the predicted values."""
     rows = sample_rows(len(X_train), min(len(X_train), surrogate.MAX_TRAIN_ROWS), np.random.default_rng(seed))
     rows.sort()
-    args = (
-        X_train[rows],
-        predict(X_train[rows]).argmax(axis=1),
-        X_test,
-        predict(X_test).argmax(axis=1),
-        y_test,
-    )
-    fit = partial(
-        surrogate.fit, *args, n_classes, max_depth=config.max_depth, tolerance=config.tolerance, seed=seed
-    )
+    fit: Callable[[], surrogate.Surrogate]
+    if regression:
+        fit = partial(
+            surrogate.fit_regression,
+            X_train[rows],
+            predict(X_train[rows])[:, 0],
+            X_test,
+            predict(X_test)[:, 0],
+            y_test,
+            max_depth=config.max_depth,
+            tolerance=config.tolerance,
+            seed=seed,
+        )
+    else:
+        args = (
+            X_train[rows],
+            predict(X_train[rows]).argmax(axis=1),
+            X_test,
+            predict(X_test).argmax(axis=1),
+            y_test,
+        )
+        fit = partial(
+            surrogate.fit, *args, n_classes, max_depth=config.max_depth, tolerance=config.tolerance, seed=seed
+        )
     if pool is not None:
         return pool.submit(fit)
     done: Future[surrogate.Surrogate] = Future()
@@ -678,13 +762,15 @@ def explain(
     surrogate_config: SurrogateConfig | None = None,
     image_shape: tuple[int, int] | None = None,
     pool: Executor | None = None,
+    regression: bool = False,
 ) -> Explanation:
     """Core: explain ``n_samples`` seeded test rows against ``n_background`` train rows with
     ``explainer`` (a key of EXPLAINERS), measure additivity, faithfulness and agreement with
     Integrated Gradients; explain up to ``n_mistakes`` more misclassified test rows when the sample
     holds fewer (0: none). With their configs given and enabled, also run the weight-randomisation
     sanity check and fit the surrogate tree (``image_shape``: (H, W) of image rows; ``pool``: an
-    executor the tree is fitted in meanwhile)."""
+    executor the tree is fitted in meanwhile). ``regression``: the network has one output, the
+    prediction (``y_pred`` is then that value, ``target`` the output explained: all 0; no mistakes)."""
     explain_fn = EXPLAINERS[explainer]
     predict = logits_fn(net)
     rng = np.random.default_rng(seed)
@@ -692,9 +778,12 @@ def explain(
     background = X_train[sample_rows(len(X_train), n_background, rng)]
     X = X_test[rows]
     outputs = predict(X)
-    y_true, y_pred = y_test[rows], outputs.argmax(axis=1)
+    y_true = y_test[rows]
+    # The output each sample is explained for: its predicted class, or the single regression output.
+    target = np.zeros(len(rows), dtype=int) if regression else outputs.argmax(axis=1)
+    y_pred = outputs[:, 0] if regression else target
     extra = np.zeros(0, dtype=int)
-    if n_mistakes:
+    if n_mistakes and not regression:
         extra = extra_mistakes(
             y_test, predict(X_test).argmax(axis=1), rows, n_mistakes - int((y_true != y_pred).sum())
         )
@@ -702,7 +791,7 @@ def explain(
     if surrogate_config is not None and surrogate_config.enabled:
         # Started first: in ``pool`` it runs while this process explains.
         pending = surrogate_tree(
-            predict, X_train, X_test, y_test, outputs.shape[1], surrogate_config, seed, pool
+            predict, X_train, X_test, y_test, outputs.shape[1], surrogate_config, seed, pool, regression
         )
     started = time.perf_counter()
     values, base = explain_fn(net, background, X, **options)
@@ -713,7 +802,9 @@ def explain(
         if len(extra)
         else np.zeros((0, *values.shape[1:]))
     )
-    trust_values, trust_arrays = trust_metrics(net, X, y_true, values, y_pred, background, trust, seed)
+    trust_values, trust_arrays = trust_metrics(
+        net, X, y_true, values, target, background, trust, seed, regression
+    )
     arrays = {
         "rows": rows,
         "values": values,
@@ -730,6 +821,7 @@ def explain(
         **trust_arrays,
     }
     metrics = {
+        # In the outputs' units: logits, or for regression the target's own units.
         "additivity_max_error": float(error.max()),
         "additivity_mean_error": float(error.mean()),
         **trust_values,
@@ -741,7 +833,7 @@ def explain(
     if sanity_config is not None and sanity_config.enabled:
         started = time.perf_counter()
         checked = sanity_check(
-            net, explain_fn, options, background, X, values, y_pred, sanity_config, image_shape, seed
+            net, explain_fn, options, background, X, values, target, sanity_config, image_shape, seed
         )
         metrics.update(checked.metrics())
         metrics["sanity_seconds"] = round(time.perf_counter() - started, 3)
@@ -757,6 +849,8 @@ def figure_jobs(
 ) -> dict[str, tuple[Any, ...]]:
     """Figure id (pipeline.figures) -> the arguments of its drawing function, in report order.
     ``raw_test`` is the whole unscaled test split (``result["rows"]`` index it)."""
+    if task.is_regression(summary):
+        return regression_figure_jobs(result, summary, raw_test, n_examples)
     classes = summary["class_names"]
     features = summary["feature_names"]
     y_true, y_pred, values = result["y_true"], result["y_pred"], result["values"]
@@ -795,6 +889,42 @@ def figure_jobs(
     faith = ("faith_fractions", "faith_guided", "faith_random", "faith_random_std")
     jobs["faithfulness"] = tuple(result[key] for key in faith)
     jobs["ig_agreement"] = (result["ig_spearman"],)
+    return jobs
+
+
+def regression_figure_jobs(
+    result: dict[str, np.ndarray], summary: dict[str, Any], raw_test: np.ndarray, n_examples: int
+) -> dict[str, tuple[Any, ...]]:
+    """figure_jobs for regression: the single output, in the target's units. Images get the map of
+    mean |SHAP| (no per-class maps, no right/wrong examples); tables the beeswarm and waterfalls
+    of a few samples, the largest errors first."""
+    name = task.target_name(summary)
+    features = summary["feature_names"]
+    y_true, y_pred, values = result["y_true"], result["y_pred"], result["values"]
+    raw = raw_test[result["rows"]]
+    jobs: dict[str, tuple[Any, ...]] = {}
+    if summary["image_shape"]:
+        jobs["class_importance"] = (result["importance"], summary["image_shape"], [name], name)
+    else:
+        jobs["beeswarm"] = (values, raw, features, [name], name)
+        chosen = pick_regression_examples(y_true, y_pred, n_examples)
+        if len(chosen):
+            titles = [
+                f"sample {result['rows'][i]}: true {task.fmt(y_true[i])}, predicted {task.fmt(y_pred[i])}"
+                for i in chosen
+            ]
+            jobs["waterfall"] = (
+                values[chosen, :, 0],
+                result["base"][chosen, 0],
+                raw[chosen],
+                features,
+                titles,
+                name,
+            )
+    jobs["feature_importance"] = (result["importance"], features, [name], name)
+    faith = ("faith_fractions", "faith_guided", "faith_random", "faith_random_std")
+    jobs["faithfulness"] = (*(result[key] for key in faith), name)
+    jobs["ig_agreement"] = (result["ig_spearman"], name)
     return jobs
 
 
@@ -838,6 +968,7 @@ def check_jobs(
         )
         if shape is not None and checked.maps.size:
             jobs["sanity_maps"] = (checked.maps, checked.layers, shape)
+    target = task.target_name(summary) if task.is_regression(summary) else None
     if tree is not None:
         jobs["surrogate_fidelity"] = (
             tree.depths,
@@ -845,13 +976,15 @@ def check_jobs(
             tree.accuracy,
             tree.depth,
             tree.network_accuracy,
+            *([target] if target else []),
         )
         labels = surrogate.feature_labels(summary["feature_names"], shape)
         mean_image = raw_test.mean(axis=0) if shape is not None else None
         split_order = surrogate.split_features(tree.tree)
         thresholds = surrogate.threshold_texts(tree.tree, (X_test, raw_test))
         jobs["surrogate_tree"] = (tree.tree, labels, classes, shape, mean_image, split_order, thresholds)
-        jobs["surrogate_classes"] = (tree.class_fidelity, classes)
+        if target is None:  # no classes to follow in a regression
+            jobs["surrogate_classes"] = (tree.class_fidelity, classes)
     return jobs
 
 
@@ -875,7 +1008,19 @@ def checks_record(
             "signs_passed": checked.signs_passed,
             "ssim_all_random": checked.ssim_all_random if checked.cascade_ssim is not None else None,
         }
-    if tree is not None:
+    if tree is not None and tree.regression:
+        labels = surrogate.feature_labels(summary["feature_names"], shape)
+        rules = surrogate.rules(tree.tree, labels, n_rules, units=(X_test, raw_test))
+        record["surrogate"] = {
+            **tree.metrics(),
+            "task": task.REGRESSION,
+            "target_name": task.target_name(summary),
+            "network_r2": tree.network_accuracy,
+            "max_depth": int(tree.depths.max()),
+            "rules": [rule.text([task.target_name(summary)]) for rule in rules],
+            "weakest_classes": [],
+        }
+    elif tree is not None:
         labels = surrogate.feature_labels(summary["feature_names"], shape)
         rules = surrogate.rules(tree.tree, labels, n_rules, units=(X_test, raw_test))
         order = [int(c) for c in np.argsort(np.nan_to_num(tree.class_fidelity, nan=2.0))]
@@ -919,6 +1064,7 @@ def run(cfg: Config) -> dict[str, Any]:
     net = artifacts.load_model(cfg)
     run_info = runs.load_run(layout.run_file(cfg))
     # The worker starts now and imports the plotting code while this process explains.
+    regression = task.is_regression(summary)
     with parallel.stage_pool("explain") as pool:
         result = explain(
             net,
@@ -929,13 +1075,14 @@ def run(cfg: Config) -> dict[str, Any]:
             options=options,
             n_samples=n_samples,
             n_background=n_background,
-            n_mistakes=ecfg.n_examples if summary["image_shape"] else 0,
+            n_mistakes=ecfg.n_examples if summary["image_shape"] and not regression else 0,
             trust=ecfg.trust,
             seed=cfg.seed,
             sanity_config=ecfg.sanity,
             surrogate_config=ecfg.surrogate,
             image_shape=tuple(summary["image_shape"]) if summary["image_shape"] else None,
             pool=pool,
+            regression=regression,
         )
         folder = layout.figure_dir(cfg.paths.explain)
         plots.clear(folder)

@@ -74,6 +74,15 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Block diagram of the network's layers with their types, sizes and parameter counts.",
         draw="pipeline.plots.network:architecture",
+        regression_caption=(
+            "The network drawn as the data flows through it, left to right. Each block is one layer: its "
+            "type, its sizes (inputs → outputs) and how many weights and biases it learns. A Linear layer "
+            "multiplies its input by a weight matrix and adds a bias; the activation after it bends the "
+            "result, which is what lets stacked layers learn more than one straight-line rule; Dropout "
+            "switches off a random share of units during training only. The last Linear layer has a single "
+            "output, taken as it is: that one number is the prediction, in the target's own units. Taller "
+            "blocks are wider layers."
+        ),
     ),
     FigureSpec(
         id="activation_functions",
@@ -182,6 +191,15 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Line charts of training and validation loss and accuracy per epoch.",
         draw="pipeline.plots.evaluation:training_curves",
+        regression_caption=(
+            "Loss (left) and RMSE (right) after each epoch, on the training data and on the validation "
+            "data the network never trains on. The loss is computed on the target scaled to mean 0 and "
+            "spread 1 on the training split (for the default MSE loss, 1.0 is no better than predicting the"
+            " average); the RMSE is the typical error in the target's own units. Both falling together means"
+            " the network is learning; a validation curve that rises while the training one keeps falling "
+            "means it has begun to memorise (overfit). The dotted line marks the epoch whose weights were "
+            "kept."
+        ),
     ),
     # evaluation
     FigureSpec(
@@ -220,6 +238,64 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Train and validation loss on the line from the initial to the kept weights.",
         draw="pipeline.plots.network:loss_line",
+        regression_caption=(
+            "Training moved all the weights at once; this figure looks at one straight line through "
+            "that space. At α = 0 the network has its random initial weights, at α = 1 the weights that "
+            "were kept, and in between every weight is the same mix of the two (Goodfellow, Vinyals and "
+            "Saxe, 2015); α below 0 and above 1 go past either end. The loss is the one trained on: by "
+            "default the mean squared error of the target scaled to mean 0 and standard deviation 1 on the "
+            "training split, so 1 is what always predicting the mean would score. A curve that falls "
+            "smoothly to α = 1 says the optimizer had an easy path with no barrier to cross; a bump on the "
+            "way shows a barrier it went around; a minimum at α = 1 that rises beyond shows the kept "
+            "weights sit in a valley. A gap between the train and validation curves near α = 1 is the "
+            "generalisation gap."
+        ),
+    ),
+    FigureSpec(
+        id="predicted_vs_actual",
+        stage="evaluate",
+        section="evaluation",
+        title="Predicted against actual",
+        caption=(
+            "Each dot is one test sample: its true value across, the network's prediction up. A perfect "
+            "model puts every dot on the dashed diagonal; the vertical distance from a dot to the diagonal "
+            "is that sample's error, in the target's own units. RMSE is the typical size of that distance "
+            "(large errors count more), R² the share of the target's spread the network explains (1 is "
+            "perfect, 0 is no better than always predicting the average). Dots that flatten toward a "
+            "horizontal line mean the network shrinks its predictions toward the mean."
+        ),
+        alt="Scatter of predicted against actual target values on the test set, with the diagonal.",
+        draw="pipeline.plots.evaluation:predicted_vs_actual",
+    ),
+    FigureSpec(
+        id="residuals_vs_predicted",
+        stage="evaluate",
+        section="evaluation",
+        title="Residuals against the prediction",
+        caption=(
+            "The residual is actual minus predicted: above 0 the network predicted too little, below 0 too "
+            "much. A good fit leaves a flat, even band around 0 whatever the prediction, and the red running"
+            " median stays on 0. A median that slopes shows a bias the network did not learn (too low at one"
+            " end, too high at the other); a band that widens to one side (a funnel) means the errors grow "
+            "with the size of the prediction, so one RMSE does not describe every sample."
+        ),
+        alt="Scatter of residuals against predicted values with a running median.",
+        draw="pipeline.plots.evaluation:residuals_vs_predicted",
+    ),
+    FigureSpec(
+        id="residual_distribution",
+        stage="evaluate",
+        section="evaluation",
+        title="How the errors are spread",
+        caption=(
+            "A histogram of the test residuals (actual minus predicted) in the target's units, with a "
+            "normal curve of the same mean and spread. Centred on 0 means no systematic bias (the dotted "
+            "line is the mean residual); a long tail on one side shows a group of samples the network "
+            "gets badly wrong, worth looking at one by one; a shape much narrower than the curve with a few "
+            "far-out residuals means most predictions are better than the RMSE suggests."
+        ),
+        alt="Histogram of test residuals with a normal curve of the same mean and spread.",
+        draw="pipeline.plots.evaluation:residual_distribution",
     ),
     FigureSpec(
         id="confusion_matrix",
@@ -273,6 +349,12 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Grid of heatmaps, one per class, of mean absolute SHAP value per input pixel.",
         draw="pipeline.plots.attribution:class_importance_maps",
+        regression_title="What the prediction looks at (mean |SHAP| per pixel)",
+        regression_caption=(
+            "The average size of each pixel's contribution to the network's prediction over the explained "
+            "test samples, in the target's units. Bright pixels are the ones that move the predicted value "
+            "most, up or down; dark pixels barely matter."
+        ),
     ),
     FigureSpec(
         id="examples_correct",
@@ -317,6 +399,15 @@ FIGURES: tuple[FigureSpec, ...] = (
             "Beeswarm plots of per-sample SHAP values per feature, coloured by feature value, one per class."
         ),
         draw="pipeline.plots.attribution:beeswarm",
+        regression_title="How each feature pushes the prediction (beeswarm)",
+        regression_caption=(
+            "Each row is a feature (most important at the top) and each dot one explained sample: the dot's "
+            "horizontal position is that feature's SHAP value, how far it moved this sample's prediction "
+            "away from the average prediction, in the target's units (right raises the predicted value, "
+            "left lowers it), and its colour the feature's value (red high, blue low). Red dots on the right "
+            "mean that high values of the feature raise the prediction; a wide spread means the feature "
+            "matters a lot for some samples."
+        ),
     ),
     FigureSpec(
         id="feature_importance",
@@ -331,6 +422,11 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Horizontal bar chart of the most important input features, stacked by class.",
         draw="pipeline.plots.attribution:feature_importance_bars",
+        regression_caption=(
+            "Input features ranked by their mean absolute SHAP value over the explained samples: how far, "
+            "on average and in the target's units, each feature moves the network's prediction away from "
+            "the average prediction. The longest bars are the features the prediction depends on most."
+        ),
     ),
     FigureSpec(
         id="waterfall",
@@ -346,6 +442,14 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Waterfall charts of the largest feature contributions for selected test samples.",
         draw="pipeline.plots.attribution:waterfalls",
+        regression_caption=(
+            "Each panel explains one test sample (the largest errors first, then the closest predictions), "
+            "with its true and predicted value. It starts at the base value, the network's average "
+            "prediction over the background data (dashed line), and adds the features' contributions one by"
+            " one, largest first, in the target's units: red bars raise the prediction, blue bars lower it, "
+            "and the remaining features are lumped into one bar. The bars end at the network's prediction "
+            "for this sample (solid line). The labels give each feature's value."
+        ),
     ),
     FigureSpec(
         id="faithfulness",
@@ -363,6 +467,17 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Accuracy against fraction of features removed, in attribution order and in random order.",
         draw="pipeline.plots.attribution:faithfulness_curves",
+        regression_title="Faithfulness: does removing the important features raise the error?",
+        regression_caption=(
+            "The root mean squared error of the prediction on the explained samples, in the target's units, "
+            "as more and more of each sample's features are replaced by their average (the background "
+            "mean), either in the order the explanation ranks them (largest |SHAP| first, red) or in random "
+            "order (grey, mean of several orders with a band of one standard deviation). If the explanation "
+            "is faithful, removing its top features spoils the prediction much faster than removing random "
+            "ones, so the red curve rises well above the grey one; the shaded area between them is the "
+            "faithfulness area (reported in the target's units and divided by the targets' standard "
+            "deviation; 0: no better than chance)."
+        ),
     ),
     FigureSpec(
         id="ig_agreement",
@@ -378,6 +493,13 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Histogram of per-sample rank correlations between SHAP and Integrated Gradients attributions.",
         draw="pipeline.plots.attribution:rank_agreement_hist",
+        regression_caption=(
+            "For each explained sample, the Spearman rank correlation between the SHAP attributions of the "
+            "prediction and those of Integrated Gradients (a different method, computed with Captum from the"
+            " same baseline): 1 means both methods rank the features identically, 0 unrelated, -1 reversed. "
+            "Mass near 1 means the explanation does not depend much on the method chosen; a wide spread means"
+            " that for some samples the two methods tell different stories."
+        ),
     ),
     # checks
     FigureSpec(
@@ -433,6 +555,15 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Line chart of surrogate tree fidelity and accuracy against tree depth.",
         draw="pipeline.plots.checks:surrogate_fidelity",
+        regression_caption=(
+            "A regression tree is fitted to the values the network predicts on the training inputs (the "
+            "network is the teacher, not the targets), at each depth. Green: its fidelity, the R² of the "
+            "tree's predictions to the network's on the test samples (1: the tree reproduces the network); "
+            "grey: the tree's own R² against the true targets; dotted: the network's R². The dashed line "
+            "marks the depth chosen, the smallest within 0.01 of the best fidelity. A high fidelity at a "
+            "small depth means a few threshold rules capture most of what the network does; a low one that "
+            "the network combines its inputs in ways no small tree can."
+        ),
     ),
     FigureSpec(
         id="surrogate_tree",
@@ -448,6 +579,12 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Decision tree diagram of the surrogate model, with its split pixels marked on the image grid.",
         draw="pipeline.plots.checks:surrogate_tree",
+        regression_caption=(
+            "The chosen regression tree's first three levels. Each box is a question about one input feature"
+            " (true goes left), the share of training samples that reach it and the average value the "
+            "network predicts for them, coloured from low (blue) to high (red). Following a path from the "
+            "root reads as a rule: for samples like these, the network predicts about this much."
+        ),
     ),
     FigureSpec(
         id="surrogate_classes",
@@ -513,6 +650,17 @@ FIGURES: tuple[FigureSpec, ...] = (
             "Scatter plots of PCA and t-SNE projections of the inputs and of the last hidden layer, by class."
         ),
         draw="pipeline.plots.activations:projections",
+        regression_caption=(
+            "Each dot is a test sample, coloured by its actual target value (the colour bar; one scale for "
+            "all four panels), squeezed into two dimensions: by PCA (top, the two directions of largest "
+            "variance, distances roughly kept) and by t-SNE (bottom, keeps neighbours close, distances "
+            "between far-apart groups mean little). Left: the inputs; right: the last hidden layer. If the "
+            "colours run more smoothly from one side to the other on the right, the network has arranged "
+            "the data so that its last layer can read the target off along a straight direction. The "
+            "neighbour R² puts a number on it: each sample's value guessed by the mean of its 10 nearest "
+            "neighbours in the panel (1: neighbours share their value; 0 or below: the layout says nothing "
+            "about it)."
+        ),
     ),
     FigureSpec(
         id="conv_feature_maps",
@@ -563,6 +711,16 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="Gallery of misclassified test samples with true and predicted labels and class probabilities.",
         draw="pipeline.plots.activations:error_gallery",
+        regression_title="The largest errors",
+        regression_caption=(
+            "The test samples with the largest absolute error |predicted − actual|, largest first, in the "
+            "target's own units: the green dot is the actual value, the red diamond the network's "
+            "prediction, on one axis shared by all rows (the title gives both and their difference; + means "
+            "predicted too high). Large errors on samples with ordinary feature values point to what the "
+            "features cannot explain (noise in the target); large errors on samples with extreme values "
+            "show where the network extrapolates. For tabular data the table lists the sample's most "
+            "unusual feature values (z-score: how many standard deviations from the training mean)."
+        ),
     ),
     FigureSpec(
         id="grad_cam_errors",
@@ -577,6 +735,13 @@ FIGURES: tuple[FigureSpec, ...] = (
         ),
         alt="The worst misclassified test images with the Grad-CAM heatmap of the predicted class.",
         draw="pipeline.plots.conv:grad_cam_errors",
+        regression_title="Where the network looked for its largest errors (Grad-CAM)",
+        regression_caption=(
+            "The largest errors again, each under the Grad-CAM map of the network's single output: the "
+            "regions whose features raised the prediction. A map on the part of the image that should "
+            "decide the value explains an understandable error; a map on the background or the edge of the "
+            "frame points to a shortcut the network learned."
+        ),
     ),
 )
 

@@ -1,4 +1,5 @@
-"""2-D projections (PCA, t-SNE) of a layer's view of the data, and how well they separate the classes.
+"""2-D projections (PCA, t-SNE) of a layer's view of the data, and how well they separate the classes
+(or, for a regression, order the target).
 
 A module of its own, with no torch: the visualize stage runs these in its pool's worker process
 (pipeline.parallel), which imports only this module and scikit-learn.
@@ -96,12 +97,25 @@ def panels(
     seed: int,
     perplexity: float,
     pca_dims: int,
+    regression: bool = False,
 ) -> dict[str, Any]:
-    """The 2-D projections of ``jobs`` ((method, source) -> rows) and how well they separate ``labels``
-    (silhouette per projection)."""
+    """The 2-D projections of ``jobs`` ((method, source) -> rows) and how well they arrange
+    ``labels`` (``separation``, by name): the silhouette of the classes per projection
+    (``silhouette_<source>_<method>``), or for a regression (``labels`` the target's values) the
+    neighbour R² of the target (``target_knn_r2_<source>_<method>``, see stats.neighbour_r2)."""
     projections = project_all(jobs, seed=seed, perplexity=perplexity, pca_dims=pca_dims)
+    score = SEPARATION[regression][1]
     separation = {
-        f"silhouette_{source}_{method}": stats.silhouette(points, labels)
+        separation_name(source, method, regression=regression): score(points, labels)
         for (method, source), points in projections.items()
     }
     return {"projections": projections, "separation": separation}
+
+
+# regression? -> (metric name prefix, score of (points, labels))
+SEPARATION = {False: ("silhouette", stats.silhouette), True: ("target_knn_r2", stats.neighbour_r2)}
+
+
+def separation_name(source: str, method: str, *, regression: bool = False) -> str:
+    """The metric name ``panels`` gives the score of one projection."""
+    return f"{SEPARATION[regression][0]}_{source}_{method}"

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from pipeline import figures, io, layout
+from pipeline import figures, io, layout, task
 from pipeline.arch import summary_line
 from pipeline.config import Config
 from pipeline.figures import SECTIONS
@@ -89,16 +89,79 @@ def verdict(
     return sentences
 
 
+def regression_verdict(
+    metrics: dict[str, Any],
+    largest: list[dict[str, Any]],
+    summary: dict[str, Any],
+    explain: dict[str, Any],
+    checks: dict[str, Any] | None = None,
+) -> list[str]:
+    """The "at a glance" sentences of a regression run: its errors in the target's units."""
+    target, f = task.target_name(summary), task.fmt
+    r2 = metrics["r2"]
+    sentences = [
+        f"On the {metrics['n_test']:,} test samples the network's predictions of {target} are off by "
+        f"{f(metrics['mae'])} on average (mean absolute error; RMSE {f(metrics['rmse'])}), against "
+        f"{f(metrics['baseline_rmse'])} RMSE for always predicting the training mean of "
+        f"{f(summary['target_mean'])}.",
+        f"It explains {fmt_pct(max(r2, 0.0))} of the spread of {target} (R² {r2:.3f})"
+        + (": no better than predicting the average." if r2 <= 0 else "."),
+    ]
+    if largest:
+        worst = largest[0]
+        sentences.append(
+            f"Its largest error: test row {worst['row']}, actual {f(worst['actual'])}, predicted "
+            f"{f(worst['predicted'])} ({'too low' if worst['error'] > 0 else 'too high'} by "
+            f"{f(abs(worst['error']))})."
+        )
+    bias = metrics["bias"]
+    if abs(bias) > 0.1 * metrics["rmse"]:
+        sentences.append(
+            f"It predicts too {'low' if bias > 0 else 'high'} on average (mean residual {f(bias)}): a "
+            "systematic bias, not only noise."
+        )
+    if "faithfulness_area" in explain:
+        trust = trust_summary(explain, regression=True)
+        sentences.append(
+            f"Explanation checks: additivity gap {trust['additivity_max_error']:.1e}, faithfulness area "
+            f"{trust['faithfulness_area']:.3f}, agreement with Integrated Gradients "
+            f"{trust['ig_spearman_median']:.2f}. {trust['verdict']}"
+        )
+    checks = checks or {}
+    if checks.get("sanity"):
+        sentences.append(checks["sanity"]["verdict"])
+    tree = checks.get("surrogate")
+    if tree and "surrogate_fidelity_r2" in tree:
+        sentences.append(
+            f"A regression tree of depth {int(tree['surrogate_depth'])} imitates the network with R² "
+            f"{tree['surrogate_fidelity_r2']:.2f} on the test samples."
+        )
+    return sentences
+
+
+# Section titles that speak of classes, as a regression's report names them.
+REGRESSION_TITLES = {"errors": "The largest errors"}
+
+
 def render_report(context: dict[str, Any]) -> str:
     """Pure: context in, HTML out."""
-    return render_page("base.html.j2", SECTIONS, "sections", context)
+    titles = REGRESSION_TITLES if context.get("regression") else {}
+    sections = [(sid, titles.get(sid, title)) for sid, title in SECTIONS]
+    return render_page("base.html.j2", sections, "sections", context)
 
 
-def section_figures(section: str, folders: Mapping[str, Path]) -> list[ReportFigure]:
+def section_figures(
+    section: str, folders: Mapping[str, Path], kind: str = task.CLASSIFICATION
+) -> list[ReportFigure]:
     """Embed the PNGs of ``section``'s figures that their stage (``folders[stage]``) wrote, in registry
-    order; a figure a stage did not draw for this data (beeswarm for images, say) is left out."""
+    order, with the title and caption of the task ``kind``; a figure a stage did not draw for this
+    data (beeswarm for images, a confusion matrix for a regression) is left out."""
     found = [(spec, folders[spec.stage] / f"{spec.id}.png") for spec in figures.in_section(section)]
-    return [embed_figure(path, spec.title, spec.caption, spec.alt) for spec, path in found if path.exists()]
+    return [
+        embed_figure(path, spec.title_for(kind), spec.caption_for(kind), spec.alt)
+        for spec, path in found
+        if path.exists()
+    ]
 
 
 def layer_rows(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -114,6 +177,8 @@ def layer_rows(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             block, shape = f"Dropout (p = {spec['p']:g}, training only)", f"{spec['width']:,} units"
         elif kind == "input":
             block, shape = "Input", f"{spec['width']:,} features"
+        elif spec.get("name") == "prediction":  # a regression's output: the value itself
+            block, shape = "Output", f"1 value: the predicted {spec.get('target', 'target')}"
         else:
             block, shape = "softmax", f"{spec['width']:,} class probabilities"
         rows.append({"block": block, "shape": shape, "params": spec["params"]})
@@ -166,8 +231,9 @@ def _grade(value: float, good: float, fair: float) -> int:
     return 2 if value >= good else 1 if value >= fair else 0
 
 
-def trust_summary(explain: dict[str, Any]) -> dict[str, Any]:
+def trust_summary(explain: dict[str, Any], regression: bool = False) -> dict[str, Any]:
     """The three trust numbers of the explain stage, each read in plain words, and one verdict.
+    (A regression's faithfulness area is the rise of the RMSE in target standard deviations.)
 
     Thresholds are rules of thumb, stated in the text so a reader can disagree with them.
     """
@@ -187,7 +253,9 @@ def trust_summary(explain: dict[str, Any]) -> dict[str, Any]:
             "the attributions do not add up to the outputs",
         ),
         "faithfulness": (
-            "removing the features it ranks first hurts accuracy far more than removing random ones",
+            "removing the features it ranks first raises the error far more than removing random ones"
+            if regression
+            else "removing the features it ranks first hurts accuracy far more than removing random ones",
             "its top features matter more than random ones, but not by much",
             "its top features matter little more than random ones",
         ),
@@ -234,28 +302,55 @@ def build_context(cfg: Config) -> dict[str, Any]:
     uri = run["tracking_uri"]
     is_server = uri.startswith(("http://", "https://"))
     model_text = summary_line(arch)
+    kind = task.of(summary)
+    regression = task.is_regression(summary)
+    if regression:
+        f = task.fmt
+        target = task.target_name(summary)
+        described = (
+            f"a numeric target, {target} (train mean {f(summary['target_mean'])}, "
+            f"sd {f(summary['target_std'])})"
+        )
+        cards = [
+            {"label": f"test RMSE ({target})", "value": f(metrics["rmse"])},
+            {"label": "mean absolute error", "value": f(metrics["mae"])},
+            {"label": "R² (share of spread explained)", "value": fmt_num(metrics["r2"])},
+            {"label": "RMSE of predicting the mean", "value": f(metrics["baseline_rmse"])},
+        ]
+        glance = regression_verdict(metrics, evaluation.get("largest_errors", []), summary, explain, checks)
+    else:
+        described = f"{summary['n_classes']} classes"
+        cards = [
+            {"label": "test accuracy", "value": fmt_pct(metrics["accuracy"])},
+            {"label": "macro F1", "value": fmt_num(metrics["macro_f1"])},
+            {"label": "log loss", "value": fmt_num(metrics["log_loss"])},
+            {"label": "calibration error (ECE)", "value": fmt_num(metrics["ece"])},
+        ]
+        glance = verdict(metrics, evaluation["top_confusions"], explain, checks)
+    balance = summary.get("class_balance") or {}
     return {
         "title": cfg.report.title,
+        "task": kind,
+        "regression": regression,
+        "target": summary.get("target_summary")
+        and {"name": task.target_name(summary), **summary["target_summary"]},
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "summary": {
             "dataset": summary["dataset"],
             "sizes": ", ".join(f"{n:,} {split}" for split, n in summary["sizes"].items())
-            + f"; {summary['n_features']} features, {summary['n_classes']} classes",
+            + f"; {summary['n_features']} features, {described}",
             "model": model_text,
             "n_parameters": train_metrics["n_parameters"],
             "warnings": summary.get("warnings", []),
             # rows: (class, count per split), columns in the splits' order
             "class_counts": [
-                (name, [summary["class_balance"][split][i] for split in summary["class_balance"]])
+                (name, [balance[split][i] for split in balance])
                 for i, name in enumerate(summary["class_names"])
-            ],
-            "splits": list(summary["class_balance"]),
-            "cards": [
-                {"label": "test accuracy", "value": fmt_pct(metrics["accuracy"])},
-                {"label": "macro F1", "value": fmt_num(metrics["macro_f1"])},
-                {"label": "log loss", "value": fmt_num(metrics["log_loss"])},
-                {"label": "calibration error (ECE)", "value": fmt_num(metrics["ece"])},
-            ],
+            ]
+            if balance
+            else [],
+            "splits": list(balance),
+            "cards": cards,
         },
         "run": {
             **{
@@ -270,16 +365,17 @@ def build_context(cfg: Config) -> dict[str, Any]:
                 else ""
             ),
         },
-        "verdict": verdict(metrics, evaluation["top_confusions"], explain, checks),
+        "verdict": glance,
         "checks": checks,
         "training": train_metrics,
         "metrics": metrics,
-        "per_class": evaluation["per_class"],
-        "top_confusions": evaluation["top_confusions"],
+        "per_class": evaluation.get("per_class", []),
+        "top_confusions": evaluation.get("top_confusions", []),
+        "largest_errors": evaluation.get("largest_errors", []),
         "explain": explain,
         "explainer": cfg.explain.explainer.value,
-        "trust": trust_summary(explain),
-        "figures": {sid: section_figures(sid, folders) for sid, _ in SECTIONS},
+        "trust": trust_summary(explain, regression),
+        "figures": {sid: section_figures(sid, folders, kind) for sid, _ in SECTIONS},
         "config_yaml": configuration_yaml(cfg),
         **network_context(cfg),
     }

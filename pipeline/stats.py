@@ -10,6 +10,8 @@ Definitions used in the report:
 - A sigmoid/tanh unit is **saturated** when its output lies within ``margin`` of
   an asymptote (sigmoid < m or > 1 - m; |tanh| > 1 - m) on at least ``share`` of
   the rows: its derivative is then almost 0, so it learns (and varies) little.
+- For regression, a 2-D projection's **neighbour R²** says how well its layout orders the
+  target: each row's target guessed by the mean of its nearest neighbours' (``neighbour_r2``).
 """
 
 from __future__ import annotations
@@ -92,6 +94,30 @@ def worst_errors(probs: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
     wrong = np.flatnonzero(probs.argmax(axis=1) != y)
     p_true = probs[wrong, y[wrong]]
     return wrong[np.argsort(p_true, kind="stable")][:n]
+
+
+def largest_errors(predicted: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    """Regression: the rows with the largest absolute error |predicted - y|, largest first, at most
+    ``n`` (ties in row order)."""
+    error = np.abs(np.asarray(predicted, dtype=np.float64) - np.asarray(y, dtype=np.float64))
+    return np.argsort(-error, kind="stable")[: max(0, n)]
+
+
+def neighbour_r2(points: np.ndarray, y: np.ndarray, k: int = 10) -> float:
+    """How well a 2-D projection orders a numeric target: R² (1 - SSE / SST) of predicting each
+    row's ``y`` by the mean ``y`` of its ``k`` nearest other rows in ``points``. 1: neighbours share
+    their target; about 0 (or below): the layout says nothing about it. The regression counterpart
+    of the silhouette; NaN with fewer than three rows or a constant target."""
+    from sklearn.neighbors import NearestNeighbors
+
+    y = np.asarray(y, dtype=np.float64)
+    total = float(np.sum((y - y.mean()) ** 2)) if len(y) else 0.0
+    if len(y) < 3 or total == 0:
+        return float("nan")
+    # kneighbors() without X: each row's neighbours among the others, never itself
+    neighbours = NearestNeighbors(n_neighbors=min(k, len(y) - 1)).fit(points).kneighbors()[1]
+    guess = y[neighbours].mean(axis=1)
+    return float(1 - np.sum((y - guess) ** 2) / total)
 
 
 def silhouette(points: np.ndarray, y: np.ndarray) -> float:

@@ -3,6 +3,9 @@
 The seeds list decision trees beside activations and weights as a way to read a network. Here the
 network is the teacher: a scikit-learn ``DecisionTreeClassifier`` is fitted to the classes the
 network predicts on the training inputs (not to the labels), for every depth 1..``max_depth``.
+For regression (``fit_regression``) a ``DecisionTreeRegressor`` is fitted to the network's
+predicted values instead, and fidelity and accuracy are R² (to the network's predictions, to the
+true target); there are no classes, so no per-class fidelity.
 
 - **fidelity**: the share of test samples where tree and network predict the same class;
 - **tree accuracy**: the share where the tree predicts the true label;
@@ -23,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import task
+
 # Train rows the tree is fitted on at most (a seeded draw): MNIST's 60,000 x 784 would take ~10 s
 # per depth, and 20,000 rows give the same splits near the root.
 MAX_TRAIN_ROWS = 20_000
@@ -31,15 +36,22 @@ MAX_TRAIN_ROWS = 20_000
 @dataclass
 class Rule:
     conditions: list[str]
-    prediction: int
+    prediction: float  # a class index; for regression the leaf's mean prediction, in target units
     samples: int  # training rows that reach the leaf
-    purity: float  # share of them the network put in ``prediction``
+    purity: float  # share of them the network put in ``prediction``; regression: their predictions' sd
+    regression: bool = False
 
     def text(self, class_names: list[str]) -> str:
+        """The rule in words; for regression ``class_names`` is [target name] (as summary.json has it)."""
         premise = " and ".join(self.conditions) if self.conditions else "always"
+        if self.regression:
+            return (
+                f"if {premise} then the network predicts {class_names[0]} ≈ {task.fmt(self.prediction)} "
+                f"({self.samples} training samples; its predictions for them have sd {task.fmt(self.purity)})"
+            )
         return (
-            f"if {premise} then {class_names[self.prediction]} ({self.samples} training samples, "
-            f"{self.purity:.0%} of them predicted {class_names[self.prediction]} by the network)"
+            f"if {premise} then {class_names[int(self.prediction)]} ({self.samples} training samples, "
+            f"{self.purity:.0%} of them predicted {class_names[int(self.prediction)]} by the network)"
         )
 
 
@@ -53,13 +65,17 @@ class TreeArrays:
     threshold: np.ndarray
     left: np.ndarray
     right: np.ndarray
-    value: np.ndarray  # (nodes, classes): share of the node's training rows per class
+    value: (
+        np.ndarray
+    )  # (nodes, classes): share of the node's training rows per class; regression: (nodes, 1) mean
     n_samples: np.ndarray
-    classes: np.ndarray  # the class label of each column of ``value``
+    classes: np.ndarray  # the class label of each column of ``value``; empty for a regression tree
+    impurity: np.ndarray | None = None  # regression: variance of the network's predictions per node
 
     @classmethod
     def of(cls, tree: Any) -> TreeArrays:
         t = tree.tree_
+        regression = not hasattr(tree, "classes_")
         return cls(
             feature=np.asarray(t.feature).copy(),
             threshold=np.asarray(t.threshold).copy(),
@@ -67,11 +83,25 @@ class TreeArrays:
             right=np.asarray(t.children_right).copy(),
             value=np.asarray(t.value)[:, 0, :].copy(),
             n_samples=np.asarray(t.n_node_samples).copy(),
-            classes=np.asarray(tree.classes_).copy(),
+            classes=np.zeros(0, dtype=int) if regression else np.asarray(tree.classes_).copy(),
+            impurity=np.asarray(t.impurity).copy() if regression else None,
         )
+
+    @property
+    def regression(self) -> bool:
+        return self.impurity is not None
 
     def is_leaf(self, node: int) -> bool:
         return bool(self.left[node] == -1)
+
+    def mean(self, node: int) -> float:
+        """A regression tree's prediction at ``node``: the mean of the network's predictions there."""
+        return float(self.value[node, 0])
+
+    def spread(self, node: int) -> float:
+        """A regression tree's standard deviation of the network's predictions at ``node``."""
+        assert self.impurity is not None
+        return float(np.sqrt(max(float(self.impurity[node]), 0.0)))
 
     def prediction(self, node: int) -> int:
         return int(self.classes[int(np.argmax(self.value[node]))])
@@ -84,20 +114,35 @@ class TreeArrays:
 @dataclass
 class Surrogate:
     depths: np.ndarray  # 1..max_depth
-    fidelity: np.ndarray  # per depth, on the test split
-    accuracy: np.ndarray  # per depth: the tree against the true labels
+    fidelity: np.ndarray  # per depth, on the test split (regression: R² to the network's predictions)
+    accuracy: np.ndarray  # per depth: the tree against the true labels (regression: R² to the target)
     depth: int  # chosen
     tree: TreeArrays  # the chosen tree
-    class_fidelity: np.ndarray  # (classes,) NaN for a class the network never predicted
-    network_accuracy: float
+    class_fidelity: np.ndarray  # (classes,) NaN for a class the network never predicted; regression: empty
+    network_accuracy: float  # regression: the network's R² on the test split
     seconds: float = 0.0  # to fit and score the trees, scikit-learn's import included
+    fidelity_rmse: float = float("nan")  # regression: RMSE of the chosen tree to the network, target units
 
     @property
     def chosen(self) -> int:
         return int(np.flatnonzero(self.depths == self.depth)[0])
 
+    @property
+    def regression(self) -> bool:
+        return self.tree.regression
+
     def metrics(self) -> dict[str, float]:
         i = self.chosen
+        if self.regression:
+            # ``surrogate_fidelity`` keeps the name the report reads; for regression it is the R².
+            return {
+                "surrogate_depth": float(self.depth),
+                "surrogate_fidelity": float(self.fidelity[i]),
+                "surrogate_fidelity_r2": float(self.fidelity[i]),
+                "surrogate_best_fidelity_r2": float(self.fidelity.max()),
+                "surrogate_fidelity_rmse": float(self.fidelity_rmse),
+                "surrogate_r2": float(self.accuracy[i]),
+            }
         return {
             "surrogate_depth": float(self.depth),
             "surrogate_fidelity": float(self.fidelity[i]),
@@ -165,6 +210,55 @@ def fit(
     )
 
 
+def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination of ``y_pred`` for ``y_true`` (1: equal; 0: no better than their
+    mean; negative: worse); NaN when ``y_true`` is constant."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    total = float(np.sum((y_true - y_true.mean()) ** 2))
+    return 1.0 - float(np.sum((y_true - y_pred) ** 2)) / total if total > 0 else float("nan")
+
+
+def fit_regression(
+    X_train: np.ndarray,
+    teacher_train: np.ndarray,
+    X_test: np.ndarray,
+    teacher_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    max_depth: int,
+    tolerance: float,
+    seed: int,
+) -> Surrogate:
+    """Regression trees of depth 1..max_depth fitted to the network's predicted values on the train
+    rows ``teacher_train``; fidelity as R² to ``teacher_test`` and accuracy as R² to ``y_test``."""
+    started = time.perf_counter()
+    from sklearn.tree import DecisionTreeRegressor
+
+    depths = np.arange(1, max_depth + 1)
+    trees, fidelity, accuracy = [], [], []
+    for d in depths:
+        tree = DecisionTreeRegressor(max_depth=int(d), random_state=seed).fit(X_train, teacher_train)
+        predicted = tree.predict(X_test)
+        trees.append(tree)
+        fidelity.append(r2(teacher_test, predicted))
+        accuracy.append(r2(y_test, predicted))
+    fid = np.asarray(fidelity)
+    depth = choose_depth(depths, np.nan_to_num(fid, nan=-np.inf), tolerance)
+    tree = trees[depth - 1]
+    gap = tree.predict(X_test) - np.asarray(teacher_test, dtype=np.float64)
+    return Surrogate(
+        depths=depths,
+        fidelity=fid,
+        accuracy=np.asarray(accuracy),
+        depth=depth,
+        tree=TreeArrays.of(tree),
+        class_fidelity=np.zeros(0),
+        network_accuracy=r2(y_test, teacher_test),
+        seconds=time.perf_counter() - started,
+        fidelity_rmse=float(np.sqrt(np.mean(gap**2))) if len(gap) else float("nan"),
+    )
+
+
 def feature_labels(feature_names: list[str], image_shape: tuple[int, int] | None) -> list[str]:
     """How rules name a feature: 'pixel (row, col)' for images, the column's name for tables."""
     if image_shape is None:
@@ -213,9 +307,11 @@ def rules(
     def walk(node: int, bounds: dict[int, tuple[float, float]]) -> None:
         if tree.is_leaf(node):
             conditions = [condition(f, lo, hi) for f, (lo, hi) in sorted(bounds.items())]
-            found.append(
-                Rule(conditions, tree.prediction(node), int(tree.n_samples[node]), tree.purity(node))
-            )
+            samples = int(tree.n_samples[node])
+            if tree.regression:
+                found.append(Rule(conditions, tree.mean(node), samples, tree.spread(node), regression=True))
+            else:
+                found.append(Rule(conditions, tree.prediction(node), samples, tree.purity(node)))
             return
         feature, threshold = int(tree.feature[node]), float(tree.threshold[node])
         low, high = bounds.get(feature, (-np.inf, np.inf))

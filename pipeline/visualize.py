@@ -13,6 +13,12 @@ the 2-D projections), all also logged to the run in MLflow.
 Image-only figures (first-layer weights as images, error gallery of images) are
 drawn when ``summary["image_shape"]`` is set; tabular data get feature-named
 heatmaps and tables instead.
+
+For a regression (pipeline.task) the network's one output is the prediction in the target's
+units: the projections are coloured by the target's value (their score is the neighbour R² of
+the target, ``target_knn_r2_*``, instead of the class silhouette), the errors are the largest
+absolute errors (actual against predicted), the loss line names the regression loss, and the
+per-class views (class activations, Grad-CAM per class) are not drawn.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline import artifacts, io, layout, model, parallel, plots, progress, projection, stats
+from pipeline import artifacts, io, layout, model, parallel, plots, progress, projection, stats, task
 from pipeline.config import Config
 from pipeline.tracking import records, runs
 
@@ -71,9 +77,11 @@ def _kind(layer: nn.Module) -> str:
     return "layer"
 
 
-def layer_specs(net: model.Shaped) -> list[dict[str, Any]]:
+def layer_specs(net: model.Shaped, target: str | None = None) -> list[dict[str, Any]]:
     """One entry per leaf module of the network in the order a forward pass runs them, with the
-    shape of its output for one row (one forward pass with hooks), for the diagram and the table."""
+    shape of its output for one row (one forward pass with hooks), for the diagram and the table.
+    The last entry is the output: softmax's class probabilities, or for a regression (``target``,
+    the target's name) the single predicted value."""
     inner = net.net
     seen: list[tuple[str, nn.Module, tuple[int, ...]]] = []
     handles = []
@@ -117,7 +125,18 @@ def layer_specs(net: model.Shaped) -> list[dict[str, Any]]:
         elif entry["kind"] == "activation":
             entry.update(function=type(layer).__name__.lower())
         specs.append(entry)
-    specs.append({"kind": "output", "name": "softmax", "width": int(out.shape[1]), "params": 0})
+    if target is not None:
+        specs.append(
+            {
+                "kind": "output",
+                "name": "prediction",
+                "width": int(out.shape[1]),
+                "params": 0,
+                "target": target,
+            }
+        )
+    else:
+        specs.append({"kind": "output", "name": "softmax", "width": int(out.shape[1]), "params": 0})
     return specs
 
 
@@ -125,7 +144,8 @@ def collect_activations(net: model.Shaped, X: np.ndarray) -> tuple[list[LayerAct
     """Run ``X`` through ``net`` (eval mode) with forward hooks on every activation module.
 
     Returns the per-layer inputs/outputs of the activations (per unit, or per channel for
-    convolutional layers: see ``LayerActivations.per``) and the logits (rows, classes).
+    convolutional layers: see ``LayerActivations.per``) and the network's outputs: the logits
+    (rows, classes), or a regression's predictions (rows, 1).
     """
     # name -> (kind, per, [pre blocks], [post blocks]), in the order the forward pass reaches them
     captured: dict[str, tuple[str, str, list[np.ndarray], list[np.ndarray]]] = {}
@@ -217,54 +237,73 @@ def analyse(
     net: model.Shaped, arrays: dict[str, np.ndarray], summary: dict[str, Any], cfg: Config
 ) -> dict[str, Any]:
     """Core, all but the 2-D projections: activations, their statistics, worst errors, and the
-    rows to project (``projection_jobs``: (method, source) -> rows; ``projection.panels`` runs them)."""
+    rows to project (``projection_jobs``: (method, source) -> rows; ``projection.panels`` runs them).
+
+    Classification: ``probs`` (rows, classes), ``class_means``, ``errors`` the misclassified rows
+    (lowest probability of the true class first) and ``n_misclassified``. Regression:
+    ``predictions`` (rows,) in the target's units and ``errors`` the rows of the largest
+    |prediction - target| first; no per-class means."""
     vcfg = cfg.visualize
     X, y = arrays["X_test"], arrays["y_test"]
-    layers, logits = collect_activations(net, X)
-    probs = softmax(logits)
-    n_classes = summary["n_classes"]
+    layers, outputs = collect_activations(net, X)
     rows = layer_stats(layers, vcfg.saturation_margin, vcfg.saturation_share)
-    means = [stats.class_means(layer.post, y, n_classes) for layer in layers]
 
     pick, inputs = projection_sample(arrays, summary, cfg)
     last = layers[-1].post[pick] if layers else X[pick]
     jobs = {
         (m, source): data for m in ("pca", "tsne") for source, data in (("inputs", inputs), ("hidden", last))
     }
-    errors = stats.worst_errors(probs, y, vcfg.n_errors)
+    common = {"layers": layers, "stats": rows, "projection_jobs": jobs, "projection_rows": pick}
+    if task.is_regression(summary):
+        predictions = outputs[:, 0]  # (rows,): the network's one output, in the target's units
+        return {
+            **common,
+            "predictions": predictions,
+            "errors": stats.largest_errors(predictions, y, vcfg.n_errors),
+        }
+    probs = softmax(outputs)
+    n_classes = summary["n_classes"]
     return {
-        "layers": layers,
-        "stats": rows,
-        "class_means": means,
+        **common,
+        "class_means": [stats.class_means(layer.post, y, n_classes) for layer in layers],
         "probs": probs,
-        "projection_jobs": jobs,
-        "projection_rows": pick,
-        "errors": errors,
+        "errors": stats.worst_errors(probs, y, vcfg.n_errors),
         "n_misclassified": int((probs.argmax(axis=1) != y).sum()),
     }
 
 
-def size_notes(vcfg: Any, n_test: int, n_units: int, n_misclassified: int) -> list[str]:
+def size_notes(
+    vcfg: Any, n_test: int, n_units: int, n_misclassified: int, errors: str = "misclassified test rows"
+) -> list[str]:
     """One sentence per size setting that is an upper bound the data cut (for the log): t-SNE's
-    rows, the first layer's units drawn, the worst errors shown."""
+    rows, the first layer's units drawn, the worst errors shown (``n_misclassified`` of the
+    ``errors``: for a regression, every test row)."""
     notes = []
     for key, wanted, available, what in (
         ("tsne_max_samples", vcfg.tsne_max_samples, n_test, "rows of the test split: projected"),
         ("n_units", vcfg.n_units, n_units, "units of the first layer: drew"),
-        ("n_errors", vcfg.n_errors, n_misclassified, "misclassified test rows: showed"),
+        ("n_errors", vcfg.n_errors, n_misclassified, f"{errors}: showed"),
     ):
         if wanted > available:
             notes.append(f"visualize.{key} = {wanted} is more than the {available} {what} all {available}")
     return notes
 
 
-def metrics_of(net: model.Shaped, result: dict[str, Any]) -> dict[str, float]:
-    """Flat metrics for DVC and MLflow: one dead/saturated fraction per hidden layer, and more."""
+def metrics_of(net: model.Shaped, result: dict[str, Any], y: np.ndarray | None = None) -> dict[str, float]:
+    """Flat metrics for DVC and MLflow: one dead/saturated fraction per hidden layer, the
+    projections' scores (class silhouette, or a regression's ``target_knn_r2_*``), and the count of
+    misclassified test rows, or for a regression the largest absolute error (``max_abs_error``, in
+    the target's units; ``y``: the test targets)."""
     metrics: dict[str, float] = {"n_parameters": float(model.n_parameters(net))}
     for i, row in enumerate(result["stats"], start=1):
         metrics[f"layer{i}_{row['statistic']}_fraction"] = row["fraction"]
     metrics.update(result["separation"])
-    metrics["n_misclassified"] = float(result["n_misclassified"])
+    if "predictions" in result:
+        assert y is not None, "a regression's metrics need the test targets"
+        errors = np.abs(result["predictions"] - y)
+        metrics["max_abs_error"] = float(errors.max()) if len(errors) else float("nan")
+    else:
+        metrics["n_misclassified"] = float(result["n_misclassified"])
     metrics["tsne_samples"] = float(len(result["projection_rows"]))
     return metrics
 
@@ -334,11 +373,13 @@ def conv_jobs(
         return {}
     classes = summary["class_names"]
     X, y, raw = arrays["X_test"], arrays["y_test"], arrays["X_test_raw"]
-    pred = result["probs"].argmax(axis=1)
     jobs: dict[str, tuple[Any, ...]] = {
         "conv_filters": (convs[0][1].weight.detach().cpu().numpy(), convs[0][0])
     }
     rows = np.arange(min(4, len(y)))
+    if task.is_regression(summary):
+        return {**jobs, **regression_conv_jobs(net, arrays, summary, result, rows, convs[-1])}
+    pred = result["probs"].argmax(axis=1)
     titles = [f"true {classes[y[i]]} / pred {classes[pred[i]]}" for i in rows]
     jobs["conv_feature_maps"] = (raw[rows].reshape(-1, *shape), feature_maps(net, X[rows]), titles)
     name, last = convs[-1]
@@ -362,6 +403,42 @@ def conv_jobs(
         titles = [f"true {classes[y[i]]} / pred {classes[pred[i]]}" for i in errors]
         jobs["grad_cam_errors"] = (raw[errors].reshape(-1, *shape), cams, titles, name)
     return jobs
+
+
+def regression_conv_jobs(
+    net: model.Shaped,
+    arrays: dict[str, np.ndarray],
+    summary: dict[str, Any],
+    result: dict[str, Any],
+    rows: np.ndarray,
+    last: tuple[str, nn.Module],
+) -> dict[str, tuple[Any, ...]]:
+    """A regression's feature maps (titled actual / predicted) and the Grad-CAM maps of its one
+    output for the largest errors; no per-class map (there are no classes)."""
+    shape, (name, layer) = summary["image_shape"], last
+    X, y, raw = arrays["X_test"], arrays["y_test"], arrays["X_test_raw"]
+    pred = result["predictions"]
+    titles = [f"actual {task.fmt(y[i])} / pred {task.fmt(pred[i])}" for i in rows]
+    jobs: dict[str, tuple[Any, ...]] = {
+        "conv_feature_maps": (raw[rows].reshape(-1, *shape), feature_maps(net, X[rows]), titles)
+    }
+    errors = result["errors"]
+    if len(errors):
+        cams = grad_cam(net, X[errors], np.zeros(len(errors), dtype=np.int64), layer)
+        titles = [f"actual {task.fmt(y[i])} / pred {task.fmt(pred[i])}" for i in errors]
+        jobs["grad_cam_errors"] = (raw[errors].reshape(-1, *shape), cams, titles, name)
+    return jobs
+
+
+def loss_label(cfg: Config, summary: dict[str, Any]) -> str:
+    """The loss the network was trained on, as the loss line's axis names it: cross-entropy, or
+    for a regression ``loss`` (default MSE) of the target scaled to mean 0 and sd 1 on the train split."""
+    if not task.is_regression(summary):
+        return "cross-entropy loss"
+    target = cfg.loss._target_
+    name = str(target).rpartition(".")[2] if target else "MSELoss"
+    named = {"MSELoss": "MSE", "L1Loss": "mean absolute error", "HuberLoss": "Huber loss"}.get(name, name)
+    return f"{named} of the scaled target"
 
 
 def first_units(net: model.Shaped, n_features: int) -> np.ndarray | None:
@@ -392,12 +469,14 @@ def figure_jobs(
     classes = summary["class_names"]
     features = summary["feature_names"]
     shape = summary["image_shape"]
+    regression = task.is_regression(summary)
     y = arrays["y_test"]
     layers: list[LayerActivations] = result["layers"]
     weighted = weighted_layers(net)
     first = first_units(net, len(features))
 
-    jobs: dict[str, tuple[Any, ...]] = {"architecture": (layer_specs(net), shape)}
+    target = task.target_name(summary) if regression else None
+    jobs: dict[str, tuple[Any, ...]] = {"architecture": (layer_specs(net, target), shape)}
     activations_used = sorted({layer.activation for layer in layers})
     if activations_used:
         x = np.linspace(-5, 5, 401)
@@ -417,7 +496,7 @@ def figure_jobs(
     if dynamics.get("gradient_norms", {}).get("epochs"):
         jobs["gradient_norms"] = (dynamics["gradient_norms"],)
     if dynamics.get("loss_line"):
-        jobs["loss_line"] = (dynamics["loss_line"],)
+        jobs["loss_line"] = (dynamics["loss_line"], loss_label(cfg, summary))
     if layers:
         vcfg = cfg.visualize
         jobs["activation_distributions"] = (
@@ -426,24 +505,50 @@ def figure_jobs(
             vcfg.saturation_margin,
             vcfg.saturation_share,
         )
-        ordered = [
-            (row["label"], m[:, stats.unit_order(m)])
-            for row, m in zip(result["stats"], result["class_means"], strict=True)
-        ]
-        jobs["class_activations"] = (ordered, classes)
+        if not regression:  # per class: a regression has none
+            ordered = [
+                (row["label"], m[:, stats.unit_order(m)])
+                for row, m in zip(result["stats"], result["class_means"], strict=True)
+            ]
+            jobs["class_activations"] = (ordered, classes)
     jobs.update(conv_jobs(net, arrays, summary, result))
     errors = result["errors"]
     if len(errors):
-        probs = result["probs"][errors]
         raw = arrays["X_test_raw"][errors]
-        jobs["error_gallery"] = (raw, arrays["X_test"][errors], probs, y[errors], classes, features, shape)
+        if regression:  # the largest absolute errors: actual against predicted, in the target's units
+            outputs = result["predictions"][errors]
+            jobs["error_gallery"] = (
+                raw,
+                arrays["X_test"][errors],
+                outputs,
+                y[errors],
+                [target],
+                features,
+                shape,
+                task.REGRESSION,
+            )
+        else:
+            probs = result["probs"][errors]
+            jobs["error_gallery"] = (
+                raw,
+                arrays["X_test"][errors],
+                probs,
+                y[errors],
+                classes,
+                features,
+                shape,
+            )
     return jobs
 
 
 def network_record(
     net: model.Shaped, result: dict[str, Any], summary: dict[str, Any], y: np.ndarray
 ) -> dict[str, Any]:
-    """The JSON the report reads: layer table, per-layer statistics, worst errors."""
+    """The JSON the report reads: layer table, per-layer statistics, worst errors (for a
+    regression: the largest absolute errors, actual and predicted in the target's units, and no
+    ``n_misclassified``)."""
+    if task.is_regression(summary):
+        return regression_record(net, result, summary, y)
     classes = summary["class_names"]
     probs = result["probs"]
     errors = [
@@ -467,6 +572,32 @@ def network_record(
     }
 
 
+def regression_record(
+    net: model.Shaped, result: dict[str, Any], summary: dict[str, Any], y: np.ndarray
+) -> dict[str, Any]:
+    predicted = result["predictions"]
+    errors = [
+        {
+            "row": int(i),
+            "actual": float(y[i]),
+            "predicted": float(predicted[i]),
+            "error": float(y[i] - predicted[i]),  # the residual, as evaluate's: > 0 predicted too low
+            "abs_error": float(abs(predicted[i] - y[i])),
+        }
+        for i in result["errors"]
+    ]
+    return {
+        "task": task.REGRESSION,
+        "target_name": task.target_name(summary),
+        "n_parameters": model.n_parameters(net),
+        "layers": layer_specs(net, task.target_name(summary)),
+        "activation_stats": result["stats"],
+        "errors": errors,
+        "projection_samples": int(len(result["projection_rows"])),
+        "separation": result["separation"],
+    }
+
+
 def run(cfg: Config) -> dict[str, float]:
     progress.mode()  # a bad GLASSNET_PROGRESS stops the stage now, not in the t-SNE worker
     started = time.perf_counter()
@@ -477,6 +608,8 @@ def run(cfg: Config) -> dict[str, float]:
         "pca_dims": vcfg.pca_before_tsne,
     }
     arrays, summary = artifacts.load_data(cfg)
+    regression = task.is_regression(summary)
+    settings["regression"] = regression  # colour and score the projections by the target's value
     pick, inputs = projection_sample(arrays, summary, cfg)
     labels = arrays["y_test"][pick]
     # The projections (scikit-learn's import and t-SNE, ~2.5 s) run in the pool's worker while
@@ -510,15 +643,22 @@ def run(cfg: Config) -> dict[str, float]:
     merged = {key: part["projections"][key] for part in parts for key in part["projections"]}
     separation = {name: value for part in parts for name, value in part["separation"].items()}
     result["projections"] = {key: merged[key] for key in order}
-    result["separation"] = {f"silhouette_{s}_{m}": separation[f"silhouette_{s}_{m}"] for m, s in order}
-    projected = (result["projections"], labels, summary["class_names"], result["separation"])
+    names = [projection.separation_name(s, m, regression=regression) for m, s in order]
+    result["separation"] = {name: separation[name] for name in names}
+    projected: tuple[Any, ...] = (result["projections"], labels, summary["class_names"], result["separation"])
+    if regression:
+        projected = (*projected, task.REGRESSION)
     paths = [*figures, plots.render("projections", folder, cfg.report.dpi, *projected)]
 
     first = first_units(net, len(summary["feature_names"]))
     n_first = first.shape[0] if first is not None else cfg.visualize.n_units
-    for note in size_notes(cfg.visualize, len(arrays["y_test"]), n_first, result["n_misclassified"]):
+    n_test = len(arrays["y_test"])
+    wrong, errors_what = (
+        (n_test, "test rows") if regression else (result["n_misclassified"], "misclassified test rows")
+    )
+    for note in size_notes(cfg.visualize, n_test, n_first, wrong, errors_what):
         log.info("%s.", note)
-    metrics = metrics_of(net, result)
+    metrics = metrics_of(net, result, arrays["y_test"])
     if "gradient_norms" in dynamics:
         metrics["gradient_depth_ratio"] = stats.gradient_depth_ratio(dynamics["gradient_norms"])
     io.write_json(layout.network_file(cfg), network_record(net, result, summary, arrays["y_test"]))

@@ -35,6 +35,9 @@ def test_registry_order_is_the_reports_section_order() -> None:
     assert figures.in_section("summary") == []
     assert [f.id for f in figures.of_stage("evaluate")] == [
         "training_curves",
+        "predicted_vs_actual",  # the three regression figures (the classification ones are not drawn)
+        "residuals_vs_predicted",
+        "residual_distribution",
         "confusion_matrix",
         "per_class",
         "reliability",

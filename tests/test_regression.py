@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -213,3 +214,54 @@ def test_the_diabetes_preset_reaches_r2_040(make_cfg: Callable[..., Config]) -> 
     )
     assert r2 >= 0.40, (r2, linear_r2)
     assert 0.40 <= linear_r2 <= 0.50  # the reference the issue quotes
+
+
+def test_compare_ranks_regressions_by_test_rmse_lower_first() -> None:
+    from pipeline import compare
+    from pipeline.tracking.queries import RunRecord
+
+    def record(name: str, task: str, **metrics: float) -> RunRecord:
+        return RunRecord(name, name, 0, "FINISHED", {}, metrics, {"task": task})
+
+    runs = [record("a", "regression", test_rmse=60.0), record("b", "regression", test_rmse=52.0)]
+    metric, higher = compare.ranking(runs, None, None)
+    assert (metric, higher) == ("test_rmse", False)
+    ranked, _ = compare.rank(runs, metric, higher)
+    assert [r.name for r in ranked] == ["b", "a"]
+    assert compare.ranking([record("c", "classification", test_accuracy=0.9)], None, None) == (
+        "test_accuracy",
+        True,
+    )
+    assert compare.ranking(runs, "test_r2", None) == ("test_r2", True)
+    assert compare.ranking(runs, "test_mae", None) == ("test_mae", False)
+    assert compare.ranking(runs, "test_r2", False) == ("test_r2", False)  # as configured
+    assert "lower is better" in compare.verdict(ranked, [], metric, higher, [])[0]
+
+
+def test_the_report_speaks_of_errors_in_the_target_units(
+    regression_run: tuple[Config, dict[str, Any]],
+) -> None:
+    import html as html_lib
+    import re
+
+    from pipeline import figures
+
+    cfg, results = regression_run
+    page = Path(cfg.paths.report).read_text(encoding="utf-8")
+    text = re.sub(r"<style.*?</style>|<script.*?</script>", "", page, flags=re.S)
+    text = html_lib.unescape(
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r'src="data:[^"]*"', "", text)))
+    )
+    m = results["evaluate"]["metrics"]
+    assert f"{m['rmse']:.4g} test RMSE (progression)" in text
+    assert "predictions of progression are off by" in text and "R²" in text
+    assert "The largest errors" in text and "The worst mistakes" not in text
+    assert "1 value: the predicted progression" in text
+    # No classification wording: classes, accuracy, probabilities, softmax.
+    for word in ("softmax", "class probabilities", "misclassified", "test accuracy", "confusion matrix"):
+        assert word not in text.lower(), word
+    # Figures carry their regression captions; classification-only figures are absent.
+    curves = figures.spec("training_curves")
+    assert curves.regression_caption[:60] in text and curves.caption[:60] not in text
+    assert figures.spec("predicted_vs_actual").caption[:60] in text
+    assert 'id="fig-confusion_matrix"' not in page and 'id="fig-reliability"' not in page

@@ -1,4 +1,5 @@
-"""Figures of what the network does with data: activations, projections, worst errors."""
+"""Figures of what the network does with data: activations, projections, worst errors (for a
+regression: projections coloured by the target, the largest absolute errors)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Any, Protocol
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from pipeline.plots import subplots
+from pipeline.task import CLASSIFICATION, REGRESSION, fmt
 
 
 class _Layer(Protocol):
@@ -81,8 +85,13 @@ def projections(
     y: np.ndarray,
     class_names: Sequence[str],
     separation: Mapping[str, float],
+    task: str = CLASSIFICATION,
 ) -> Figure:
-    """2x2: PCA (top) and t-SNE (bottom) of the inputs (left) and of the last hidden layer (right)."""
+    """2x2: PCA (top) and t-SNE (bottom) of the inputs (left) and of the last hidden layer (right),
+    coloured by class; for a regression (``y`` the target's values, ``class_names`` [its name]) by
+    the target's value on one continuous scale, with a colorbar."""
+    if task == REGRESSION:
+        return _projections_by_target(points, y, class_names[0], separation)
     fig, axes = subplots(2, 2, figsize=(9.5, 8.5))
     colours = _class_colours(len(class_names))
     titles = {"inputs": "inputs", "hidden": "last hidden layer"}
@@ -104,6 +113,31 @@ def projections(
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", title="class", markerscale=2.5, fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.88, 1))
+    return fig
+
+
+def _projections_by_target(
+    points: Mapping[tuple[str, str], np.ndarray], y: np.ndarray, target: str, separation: Mapping[str, float]
+) -> Figure:
+    fig, axes = subplots(2, 2, figsize=(10.0, 8.5))
+    titles = {"inputs": "inputs", "hidden": "last hidden layer"}
+    values = np.asarray(y, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
+    # One colour scale for all four panels, so a colour means the same value everywhere.
+    scale = ScalarMappable(Normalize(low, high), cmap="viridis")
+    for r, method in enumerate(("pca", "tsne")):
+        for c, source in enumerate(("inputs", "hidden")):
+            ax = axes[r, c]
+            xy = points[(method, source)]
+            ax.scatter(xy[:, 0], xy[:, 1], s=7, c=values, cmap=scale.cmap, norm=scale.norm, alpha=0.85)
+            score = separation.get(f"target_knn_r2_{source}_{method}", float("nan"))
+            ax.set_title(
+                f"{'PCA' if method == 'pca' else 't-SNE'} of the {titles[source]}\nneighbour R² {score:.2f}",
+                fontsize=9,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.colorbar(scale, ax=axes, label=target, shrink=0.8, pad=0.02)
     return fig
 
 
@@ -132,13 +166,24 @@ def _probability_bars(
 def error_gallery(
     raw: np.ndarray,
     scaled: np.ndarray,
-    probs: np.ndarray,
+    outputs: np.ndarray,
     y_true: np.ndarray,
     class_names: Sequence[str],
     feature_names: Sequence[str],
     image_shape: Sequence[int] | None,
+    task: str = CLASSIFICATION,
 ) -> Figure:
-    """The worst errors: as images when the inputs are images (``image_shape``), else as a table."""
+    """The worst errors: as images when the inputs are images (``image_shape``), else as a table.
+
+    ``outputs``: the class probabilities (rows, classes); for a regression (``task``) the
+    predictions (rows,) in the target's units, ``y_true`` the actual values and ``class_names``
+    [the target's name]: the largest absolute errors, actual against predicted."""
+    if task == REGRESSION:
+        predicted, target = np.asarray(outputs, dtype=np.float64).reshape(len(outputs)), class_names[0]
+        if image_shape:
+            return regression_errors_images(raw, y_true, predicted, target, image_shape)
+        return regression_errors_table(raw, scaled, y_true, predicted, target, feature_names)
+    probs = outputs
     if image_shape:
         return error_gallery_images(raw, probs, y_true, class_names, image_shape)
     return error_gallery_table(raw, scaled, probs, y_true, class_names, feature_names)
@@ -202,17 +247,99 @@ def error_gallery_table(
             fontsize=8,
             loc="left",
         )
-        order = np.argsort(-np.abs(scaled[i]))[:top]
-        cells = [[feature_names[j], f"{raw[i, j]:.4g}", f"{scaled[i, j]:+.2f}"] for j in order]
-        right.set_axis_off()
-        table = right.table(
-            cellText=cells,
-            colLabels=["most unusual feature", "value", "z-score"],
-            loc="center",
-            cellLoc="left",
-        )
-        table.auto_set_font_size(False)
-        table.set_fontsize(7)
-        table.scale(1, 1.1)
+        _unusual_features(right, raw[i], scaled[i], feature_names, top)
+    fig.tight_layout()
+    return fig
+
+
+def _unusual_features(
+    ax: Axes, raw: np.ndarray, scaled: np.ndarray, feature_names: Sequence[str], top: int
+) -> None:
+    """A table of one row's ``top`` features with the largest |standardized value|."""
+    order = np.argsort(-np.abs(scaled))[:top]
+    cells = [[feature_names[j], f"{raw[j]:.4g}", f"{scaled[j]:+.2f}"] for j in order]
+    ax.set_axis_off()
+    table = ax.table(
+        cellText=cells,
+        colLabels=["most unusual feature", "value", "z-score"],
+        loc="center",
+        cellLoc="left",
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(7)
+    table.scale(1, 1.1)
+
+
+def _error_title(i: int, actual: float, predicted: float, target: str) -> str:
+    off = predicted - actual
+    side = "too high" if off > 0 else "too low"
+    return (
+        f"error {i + 1}: actual {fmt(actual)}, predicted {fmt(predicted)} ({fmt(abs(off))} {target} {side})"
+    )
+
+
+def regression_errors_table(
+    raw: np.ndarray,
+    scaled: np.ndarray,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    target: str,
+    feature_names: Sequence[str],
+    top: int = 5,
+) -> Figure:
+    """Regression, tabular data: per error (largest |error| first), the actual value (green) and the
+    prediction (red) on one axis in the target's units, shared by all rows (left), and the ``top``
+    most unusual features with their raw values (right)."""
+    n = len(raw)
+    fig, axes = subplots(
+        max(n, 1),
+        2,
+        figsize=(9.5, 1.25 * max(n, 1) + 0.4),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.0, 1.6]},
+    )
+    both = np.concatenate([actual, predicted]) if n else np.zeros(1)
+    pad = 0.05 * (float(both.max() - both.min()) or 1.0)
+    limits = (float(both.min()) - pad, float(both.max()) + pad)
+    for i in range(n):
+        left, right = axes[i]
+        a, p = float(actual[i]), float(predicted[i])
+        left.plot([a, p], [0, 0], color="#888888", linewidth=2, zorder=1)
+        left.scatter([a], [0], color="C2", s=40, zorder=2, label="actual")
+        left.scatter([p], [0], color="C3", s=40, marker="D", zorder=2, label="predicted")
+        left.set_xlim(*limits)
+        left.set_yticks([])
+        left.tick_params(axis="x", labelsize=7)
+        left.set_xlabel(target, fontsize=7)
+        left.set_title(_error_title(i, a, p, target), fontsize=8, loc="left")
+        if i == 0:
+            left.legend(fontsize=7, loc="upper right", ncols=2, frameon=False)
+        _unusual_features(right, raw[i], scaled[i], feature_names, top)
+    if not n:
+        for ax in axes[0]:
+            ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def regression_errors_images(
+    images: np.ndarray, actual: np.ndarray, predicted: np.ndarray, target: str, image_shape: Sequence[int]
+) -> Figure:
+    """Regression on images: the largest absolute errors first, each image with its actual value and
+    the network's prediction."""
+    n = len(images)
+    cols = max(1, min(n, 6))
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = subplots(rows, cols, figsize=(1.9 * cols, 2.3 * rows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if i < n:
+            ax.imshow(images[i].reshape(tuple(image_shape)), cmap="gray_r")
+            ax.set_title(
+                f"actual {fmt(float(actual[i]))}\npred {fmt(float(predicted[i]))}\n"
+                f"error {float(predicted[i] - actual[i]):+.4g}",
+                fontsize=8,
+            )
+    fig.suptitle(f"largest absolute errors ({target})", fontsize=9)
     fig.tight_layout()
     return fig

@@ -1,4 +1,9 @@
-"""Figures of SHAP attributions."""
+"""Figures of SHAP attributions.
+
+Each function draws classification by default; given ``target`` (the regression target's name, as
+``pipeline.task.target_name`` gives it) it draws the single output instead and speaks of the
+prediction in the target's units rather than of classes and logits.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +21,13 @@ def _symmetric_limit(values: np.ndarray) -> float:
 
 
 def class_importance_maps(
-    importance: np.ndarray, image_shape: Sequence[int], class_names: Sequence[str]
+    importance: np.ndarray,
+    image_shape: Sequence[int],
+    class_names: Sequence[str],
+    target: str | None = None,
 ) -> Figure:
-    """Mean |SHAP| per pixel for each class, as images: bright pixels drive that class's score."""
+    """Mean |SHAP| per pixel for each class, as images: bright pixels drive that class's score
+    (regression, ``target`` given: one map, of the prediction)."""
     n = len(class_names)
     cols = min(n, 5)
     rows = int(np.ceil(n / cols))
@@ -29,9 +38,10 @@ def class_importance_maps(
         ax.set_axis_off()
         if k < n:
             image = ax.imshow(importance[k].reshape(image_shape), cmap="magma", vmin=0, vmax=vmax)
-            ax.set_title(f"class {class_names[k]}", fontsize=9)
+            ax.set_title(f"predicted {target}" if target else f"class {class_names[k]}", fontsize=9)
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="mean |SHAP|")
+        label = f"mean |SHAP| ({target} units)" if target else "mean |SHAP|"
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=label)
     return fig
 
 
@@ -63,10 +73,12 @@ def feature_importance_bars(
     importance: np.ndarray,
     feature_names: Sequence[str],
     class_names: Sequence[str] | None = None,
+    target: str | None = None,
     top: int = 20,
 ) -> Figure:
     """Global importance: mean |SHAP| per feature, largest first, as bars stacked by class
-    (each segment is that class's share), so the bar's length is the sum over classes."""
+    (each segment is that class's share), so the bar's length is the sum over classes; for
+    regression (``target`` given) one bar per feature, in the target's units."""
     n_classes = importance.shape[0]
     total = importance.sum(axis=0)  # (features,)
     order = np.argsort(total)[::-1][:top]
@@ -79,9 +91,12 @@ def feature_importance_bars(
         ax.barh(y, importance[k, order], left=left, color=colors(k % colors.N), label=f"class {names[k]}")
         left += importance[k, order]
     ax.set_yticks(y, [feature_names[i] for i in order], fontsize=8)
-    ax.set_xlabel("mean |SHAP| (sum over classes)")
     ax.grid(axis="x", alpha=0.3)
-    if n_classes <= 20:
+    if target:
+        ax.set_xlabel(f"mean |SHAP| (effect on the predicted {target}, in its units)")
+    else:
+        ax.set_xlabel("mean |SHAP| (sum over classes)")
+    if n_classes <= 20 and not target:
         ax.legend(fontsize=7, loc="lower right", ncol=2 if n_classes > 5 else 1)
     fig.tight_layout()
     return fig
@@ -92,12 +107,14 @@ def beeswarm(
     data: np.ndarray,
     feature_names: Sequence[str],
     class_names: Sequence[str],
+    target: str | None = None,
     *,
     max_classes: int = 4,
     max_display: int = 12,
 ) -> Figure:
     """shap's beeswarm, one panel per class (the first ``max_classes``): each dot is a sample, its
-    position that feature's SHAP value for the class, its colour the feature's value."""
+    position that feature's SHAP value for the class, its colour the feature's value. For
+    regression (``target`` given) one panel: the SHAP values of the prediction, in target units."""
     import shap
 
     n_panels = min(values.shape[2], max_classes)
@@ -114,8 +131,12 @@ def beeswarm(
             plot_size=None,
             color_bar=k == n_panels - 1,
         )
-        ax.set_title(f"class {class_names[k]}", fontsize=10)
-        ax.set_xlabel("SHAP value (effect on the logit)", fontsize=9)
+        if target:
+            ax.set_title(f"predicted {target}", fontsize=10)
+            ax.set_xlabel(f"SHAP value (effect on the predicted {target}, in its units)", fontsize=9)
+        else:
+            ax.set_title(f"class {class_names[k]}", fontsize=10)
+            ax.set_xlabel("SHAP value (effect on the logit)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -126,12 +147,16 @@ def waterfalls(
     data: np.ndarray,
     feature_names: Sequence[str],
     titles: Sequence[str],
+    target: str | None = None,
     *,
     max_display: int = 8,
 ) -> Figure:
     """One waterfall per sample: from the base value (the average logit), each of the
     ``max_display`` - 1 largest contributions moves the score up (red) or down (blue), the rest
-    lumped together, ending at the model's logit f(x) for the predicted class."""
+    lumped together, ending at the model's logit f(x) for the predicted class. For regression
+    (``target`` given): from the average prediction to this sample's prediction, in target units."""
+    from pipeline import task
+
     n = len(attributions)
     cols = min(n, 2)
     rows = int(np.ceil(n / cols))
@@ -168,34 +193,49 @@ def waterfalls(
         ax.axvline(base[i], color="#777777", lw=0.8, ls="--")
         ax.axvline(base[i] + sum(steps), color="#222222", lw=0.8)
         ax.set_yticks(y, labels, fontsize=7)
-        ax.set_title(f"{titles[i]}\nbase {base[i]:.2f} -> f(x) {base[i] + sum(steps):.2f}", fontsize=8)
-        ax.set_xlabel("logit of the predicted class", fontsize=8)
+        if target:
+            end = base[i] + sum(steps)
+            ax.set_title(f"{titles[i]}\nbase {task.fmt(base[i])} -> f(x) {task.fmt(end)}", fontsize=8)
+            ax.set_xlabel(f"predicted {target}", fontsize=8)
+        else:
+            ax.set_title(f"{titles[i]}\nbase {base[i]:.2f} -> f(x) {base[i] + sum(steps):.2f}", fontsize=8)
+            ax.set_xlabel("logit of the predicted class", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
 
 
 def faithfulness_curves(
-    fractions: np.ndarray, guided: np.ndarray, random: np.ndarray, random_std: np.ndarray
+    fractions: np.ndarray,
+    guided: np.ndarray,
+    random: np.ndarray,
+    random_std: np.ndarray,
+    target: str | None = None,
 ) -> Figure:
     """Accuracy as features are removed most-important-first (by |SHAP|) and in random order;
-    the shaded area between the curves is the faithfulness area."""
+    the shaded area between the curves is the faithfulness area. For regression (``target``
+    given) the curves are the RMSE of the prediction, in target units, which grows instead."""
     fig, ax = subplots(figsize=(6, 4))
     ax.fill_between(fractions, guided, random, color="#9467bd", alpha=0.18, label="area between")
     ax.fill_between(fractions, random - random_std, random + random_std, color="#7f7f7f", alpha=0.15)
     ax.plot(fractions, random, "o-", color="#7f7f7f", ms=3, label="random order (mean ± sd)")
     ax.plot(fractions, guided, "o-", color="#d62728", ms=3, label="most important first (SHAP)")
     ax.set_xlabel("fraction of features replaced by the background mean")
-    ax.set_ylabel("accuracy")
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
+    if target:
+        ax.set_ylabel(f"RMSE of the predicted {target}")
+        top = float(np.nanmax(np.concatenate([guided, random + random_std]))) if len(guided) else 1.0
+        ax.set_ylim(0, 1.05 * top or 1.0)
+    else:
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right" if target else "best")
     fig.tight_layout()
     return fig
 
 
-def rank_agreement_hist(rho: np.ndarray) -> Figure:
+def rank_agreement_hist(rho: np.ndarray, target: str | None = None) -> Figure:
     """Histogram of per-sample Spearman correlations between SHAP and Integrated Gradients."""
     finite = rho[np.isfinite(rho)]
     fig, ax = subplots(figsize=(6, 3.6))
@@ -205,7 +245,8 @@ def rank_agreement_hist(rho: np.ndarray) -> Figure:
         ax.axvline(float(finite.mean()), color="#222222", lw=1.2, ls="--", label=f"mean {finite.mean():.2f}")
         ax.legend(fontsize=8)
     ax.set_xlim(-1, 1)
-    ax.set_xlabel("Spearman rank correlation, SHAP vs Integrated Gradients (predicted class)")
+    of = f"the predicted {target}" if target else "predicted class"
+    ax.set_xlabel(f"Spearman rank correlation, SHAP vs Integrated Gradients ({of})")
     ax.set_ylabel("test samples")
     ax.grid(alpha=0.3)
     fig.tight_layout()

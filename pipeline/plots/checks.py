@@ -1,4 +1,8 @@
-"""Figures of the explanation's checks: the weight-randomisation sanity check and the surrogate tree."""
+"""Figures of the explanation's checks: the weight-randomisation sanity check and the surrogate tree.
+
+The surrogate's figures draw a classification tree by default; given ``target`` (the regression
+target's name) they draw a regression tree: fidelity as R², leaves as predicted values.
+"""
 
 from __future__ import annotations
 
@@ -91,21 +95,44 @@ def sanity_maps(maps: np.ndarray, layers: Sequence[str], image_shape: Sequence[i
 
 
 def surrogate_fidelity(
-    depths: np.ndarray, fidelity: np.ndarray, accuracy: np.ndarray, depth: int, network_accuracy: float
+    depths: np.ndarray,
+    fidelity: np.ndarray,
+    accuracy: np.ndarray,
+    depth: int,
+    network_accuracy: float,
+    target: str | None = None,
 ) -> Figure:
     """Fidelity to the network and the tree's own test accuracy against the depth; the chosen
-    depth marked, the network's accuracy for reference."""
+    depth marked, the network's accuracy for reference. For regression (``target`` given) all three
+    are R² on the test split: to the network's predictions, and (tree, network) to the true target."""
     fig, ax = subplots(figsize=(6, 4))
-    ax.plot(depths, fidelity, "o-", color="#2ca02c", ms=4, label="fidelity (tree agrees with the network)")
-    ax.plot(depths, accuracy, "s-", color="#7f7f7f", ms=4, label="tree accuracy (against the true labels)")
-    ax.axhline(
-        network_accuracy, color="#1f77b4", ls=":", lw=1, label=f"network accuracy {network_accuracy:.2f}"
-    )
+    if target:
+        labels = (
+            f"fidelity (R² of the tree to the network's predicted {target})",
+            f"tree R² (against the true {target})",
+            f"network R² {network_accuracy:.2f}",
+        )
+    else:
+        labels = (
+            "fidelity (tree agrees with the network)",
+            "tree accuracy (against the true labels)",
+            f"network accuracy {network_accuracy:.2f}",
+        )
+    ax.plot(depths, fidelity, "o-", color="#2ca02c", ms=4, label=labels[0])
+    ax.plot(depths, accuracy, "s-", color="#7f7f7f", ms=4, label=labels[1])
+    ax.axhline(network_accuracy, color="#1f77b4", ls=":", lw=1, label=labels[2])
     ax.axvline(depth, color="#d62728", ls="--", lw=1, label=f"chosen depth {depth}")
     ax.set_xlabel("tree depth")
-    ax.set_ylabel("share of test samples")
     ax.set_xticks(depths)
-    ax.set_ylim(0, 1.02)
+    if target:
+        # R² can be negative (worse than predicting the mean) for a shallow tree: show down to -1.
+        with np.errstate(all="ignore"):
+            lowest = float(np.nanmin(np.concatenate([fidelity, accuracy, [network_accuracy, 0.0]])))
+        ax.set_ylabel("R² on the test split")
+        ax.set_ylim(max(lowest, -1.0) - 0.05, 1.02)
+    else:
+        ax.set_ylabel("share of test samples")
+        ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -145,8 +172,14 @@ def surrogate_tree(
     asked (true goes left), the share of training rows reaching it and the class the network gives
     most of them, coloured by that class and shaded by its purity; and for images the pixels it
     splits on, numbered in node order, over the mean image. ``thresholds``: each node's threshold
-    as text (in the feature's own units), else the tree's own."""
+    as text (in the feature's own units), else the tree's own. A regression tree (``tree.regression``;
+    ``class_names`` is then [target name]) shows the mean predicted value per box instead, coloured
+    from low (blue) to high (red) predictions."""
     from matplotlib import colormaps
+
+    from pipeline import task
+
+    regression = bool(getattr(tree, "regression", False))
 
     images = image_shape is not None and mean_image is not None
     fig, axes = subplots(
@@ -160,15 +193,27 @@ def surrogate_tree(
     placed = _tree_layout(tree, max_depth)
     total = float(tree.n_samples[0])
     palette = colormaps["tab10"]
+    shades = colormaps["coolwarm"]
+    if regression:
+        means = np.asarray([tree.mean(node) for node in placed])
+        low, high = float(means.min()), float(means.max())
     for node, (x, depth) in placed.items():
         for child in (int(tree.left[node]), int(tree.right[node])):
             if not tree.is_leaf(node) and child in placed and depth < max_depth:
                 cx, cd = placed[child]
                 ax.plot([x, cx], [-depth, -cd], color="#999999", lw=0.8, zorder=1)
     for node, (x, depth) in placed.items():
-        predicted = tree.prediction(node)
-        name = str(class_names[predicted]) if predicted < len(class_names) else str(predicted)
         share = tree.n_samples[node] / total
+        if regression:
+            value = tree.mean(node)
+            name = f"≈ {task.fmt(value)}"
+            color = shades((value - low) / (high - low) if high > low else 0.5)
+            strength = 0.7
+        else:
+            predicted = tree.prediction(node)
+            name = str(class_names[predicted]) if predicted < len(class_names) else str(predicted)
+            color = palette(predicted % 10)
+            strength = 0.15 + 0.6 * tree.purity(node)
         if tree.is_leaf(node):
             text = f"{name}\n{share:.0%} of rows"
         elif depth == max_depth:
@@ -176,8 +221,6 @@ def surrogate_tree(
         else:
             limit = thresholds[node] if thresholds is not None else f"{tree.threshold[node]:.3g}"
             text = f"{labels[int(tree.feature[node])]}\n<= {limit}?\n{share:.0%} → {name}"
-        color = palette(predicted % 10)
-        strength = 0.15 + 0.6 * tree.purity(node)
         fill = tuple(1 - strength * (1 - c) for c in color[:3])  # opaque: the edges pass behind it
         ax.text(
             x,
@@ -193,7 +236,11 @@ def surrogate_tree(
     ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
     ax.set_ylim(-max_depth - 0.5, 0.5)
     ax.axis("off")
-    ax.set_title("surrogate tree (true goes left; colour: the class, stronger = purer)", fontsize=9)
+    if regression:
+        title = f"surrogate tree (true goes left; ≈ mean predicted {class_names[0]}; blue low, red high)"
+    else:
+        title = "surrogate tree (true goes left; colour: the class, stronger = purer)"
+    ax.set_title(title, fontsize=9)
     if images:
         assert image_shape is not None and mean_image is not None
         ax = axes[0, 1]

@@ -84,5 +84,6 @@ def grad_cam_classes(images: np.ndarray, cams: np.ndarray, classes: Sequence[str
 
 
 def grad_cam_errors(images: np.ndarray, cams: np.ndarray, titles: Sequence[str], layer: str) -> Figure:
-    """The worst mistakes, each under the Grad-CAM map of the class the network predicted."""
+    """The worst mistakes, each under the Grad-CAM map of the class the network predicted (for a
+    regression: the largest errors, under the map of its single output, titled actual / predicted)."""
     return grad_cam(images, cams, titles, layer)

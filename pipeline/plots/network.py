@@ -53,6 +53,8 @@ def _block_text(spec: Mapping[str, Any], image_shape: Sequence[int] | None) -> s
         return f"{name}\n{spec['width']:,} units"
     if kind == "dropout":
         return f"Dropout\np = {spec['p']:g}\n(training only)"
+    if spec.get("target"):  # a regression's single output, the Linear layer's value as it is
+        return f"Output\n1 value: the\npredicted\n{spec['target']}"
     return f"softmax\n{spec['width']:,} class\nprobabilities"
 
 
@@ -270,9 +272,10 @@ def gradient_norms(history: Mapping[str, Any]) -> Figure:
     return fig
 
 
-def loss_line(line: Mapping[str, Any]) -> Figure:
+def loss_line(line: Mapping[str, Any], loss_label: str = "cross-entropy loss") -> Figure:
     """Loss of the networks on the straight line between the initial (alpha 0) and the kept
-    weights (alpha 1), beyond both ends too, on train and validation rows."""
+    weights (alpha 1), beyond both ends too, on train and validation rows; ``loss_label`` names the
+    loss trained on (for a regression, e.g. "MSE of the scaled target")."""
     alphas = np.asarray(line["alpha"])
     fig, ax = subplots(figsize=(6.4, 3.6))
     for split, colour in (("train", "C0"), ("val", "C1")):
@@ -287,7 +290,7 @@ def loss_line(line: Mapping[str, Any]) -> Figure:
     ax.yaxis.set_minor_formatter(plain)
     ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("α: weights (1 − α) · initial + α · kept")
-    ax.set_ylabel("cross-entropy loss")
+    ax.set_ylabel(loss_label)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -291,3 +291,30 @@ def test_exp_run_with_a_users_own_network(
     assert type(net.net).__name__ == "TinyNet"
     x = torch.randn(3, 64)
     assert torch.allclose(logged(x), net(x), atol=1e-5)
+
+
+def test_exp_run_on_a_regression_dataset(repo: Path, tmp_path: Path) -> None:
+    """`dvc exp run -S data=diabetes`: every stage on a numeric target, the MLflow run ranked by
+    test_rmse, the DVC scatter of predicted against actual, the MLflow model predicting in the
+    target's units."""
+    sh("dvc", "exp", "run", "-S", "data=diabetes", cwd=repo)
+    run = json.loads((repo / "artifacts/train/run.json").read_text())
+    assert run["task"] == "regression"
+    metrics = json.loads((repo / "artifacts/metrics/evaluate.json").read_text())
+    assert metrics["rmse"] < metrics["baseline_rmse"] and metrics["r2"] > 0
+    rows = (repo / "artifacts/plots/regression.csv").read_text().splitlines()
+    assert rows[0] == "actual,predicted" and len(rows) == 1 + metrics["n_test"]
+    mlrun = MlflowClient(run["tracking_uri"]).get_run(run["run_id"])
+    assert mlrun.data.tags["task"] == "regression"
+    assert mlrun.data.metrics["test_rmse"] == pytest.approx(metrics["rmse"])
+    assert "test_accuracy" not in mlrun.data.metrics
+    mlflow.set_tracking_uri(run["tracking_uri"])
+    logged = mlflow.pytorch.load_model(run["model_uri"])
+    x = torch.zeros(4, 10)  # the scaled features' mean: a prediction near the target's mean
+    assert 80 < float(logged(x).mean()) < 220
+    html = (repo / "reports/index.html").read_text()
+    assert "test RMSE (progression)" in html and "The largest errors" in html
+    out = tmp_path / "plots"
+    sh("dvc", "plots", "show", "-o", str(out), cwd=repo)
+    assert "Predicted against actual (test, regression)" in (out / "index.html").read_text()
+    sh("git", "checkout", "params.yaml", cwd=repo)
