@@ -265,3 +265,65 @@ def test_the_report_speaks_of_errors_in_the_target_units(
     assert curves.regression_caption[:60] in text and curves.caption[:60] not in text
     assert figures.spec("predicted_vs_actual").caption[:60] in text
     assert 'id="fig-confusion_matrix"' not in page and 'id="fig-reliability"' not in page
+
+
+REGNETS = '''
+from torch import nn
+
+
+class Chain(nn.Module):
+    """Not the shipped MLP: named layers and a forward of its own, ending in one output."""
+
+    def __init__(self, in_features, n_classes, width=16):
+        super().__init__()
+        self.inp = nn.Linear(in_features, width)
+        self.act = nn.Tanh()
+        self.out = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        return self.out(self.act(self.inp(x)))
+
+
+class Squashed(Chain):
+    def forward(self, x):
+        return super().forward(x).sigmoid()
+'''
+
+
+def test_a_csv_target_and_a_users_own_network(
+    make_cfg: Callable[..., Config], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data=csv with a numeric target (inferred as a regression), trained on a network of the
+    user's own, evaluated and explained; a user's network that squashes its output is refused."""
+    import sys
+
+    import pandas as pd
+
+    from pipeline import explain
+
+    (tmp_path / "usercode").mkdir()
+    (tmp_path / "usercode" / "regnets.py").write_text(REGNETS)
+    monkeypatch.syspath_prepend(str(tmp_path / "usercode"))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    price = 1000 + 300 * x[:, 0] - 150 * x[:, 1] ** 2 + rng.normal(scale=30, size=400)
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "noise": x[:, 2], "price": price}).to_csv(
+        tmp_path / "houses.csv", index=False
+    )
+    common = ["data=csv", "data.loader.path=houses.csv", "data.loader.target=price", "model=custom"]
+    cfg = make_cfg(*common, "model._target_=regnets.Chain", "+model.width=16", "trainer.max_epochs=60")
+    summary = prepare.run(cfg)
+    assert summary["task"] == "regression" and summary["target_name"] == "price"
+    train.run(cfg)
+    m = evaluate.run(cfg)["metrics"]
+    assert m["r2"] > 0.6, m  # the a term alone explains 2/3 of the spread
+    result = explain.run(cfg)
+    assert result["additivity_max_error"] < 0.05 * m["rmse"]
+    path = io.read_json(cfg.paths.explain_metrics, "explain")["path"]
+    assert path and "closed form" not in path  # not the shipped MLP: another path, named
+    importance = np.asarray(io.read_json(layout.importance_file(cfg), "explain")["importance"]).sum(axis=0)
+    assert importance.argmax() == 0 and importance.argmin() == 2  # a drives the price, noise does not
+    squashed = make_cfg(*common, "model._target_=regnets.Squashed")
+    with pytest.raises(ConfigError, match="regnets.Squashed cannot be trained for regression"):
+        train.run(squashed)
+    sys.modules.pop("regnets", None)
