@@ -23,10 +23,15 @@ pytestmark = pytest.mark.slow
 
 EPOCHS = range(8)
 PLOT_FILES = {
-    "history.csv": "epoch,train_loss,val_loss,train_acc,val_acc\n"
+    # Both tasks' columns, so every chart has data (a real run fills one task's: the other's
+    # charts are drawn empty).
+    "history.csv": "epoch,train_loss,val_loss,train_acc,val_acc,train_rmse,val_rmse\n"
     + "".join(
-        f"{e},{1 / (e + 1)},{1.1 / (e + 1)},{1 - 0.3 / (e + 1)},{1 - 0.35 / (e + 1)}\n" for e in EPOCHS
+        f"{e},{1 / (e + 1)},{1.1 / (e + 1)},{1 - 0.3 / (e + 1)},{1 - 0.35 / (e + 1)},{50 + 9 / (e + 1)},"
+        f"{52 + 9 / (e + 1)}\n"
+        for e in EPOCHS
     ),
+    "regression.csv": "actual,predicted\n" + "".join(f"{100 + 7 * i},{104 + 6.5 * i}\n" for i in range(20)),
     # 3 classes, every fifth sample off by one
     "predictions.csv": "actual,predicted\n"
     + "".join(f"{i % 3},{(i + (i % 5 == 0)) % 3}\n" for i in range(30)),
