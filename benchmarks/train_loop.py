@@ -1,7 +1,7 @@
 """Training loop: glassnet's training path against a plain PyTorch loop, side by side.
 
-    python -m benchmarks.train_loop                 # 60,000 x 784, batch 256 and 64, 5 repetitions
-    python -m benchmarks.train_loop --quick         # smoke test: tiny data, one repetition
+    python -m benchmarks.train_loop                 # 60,000 x 784, batch 256 and 64, 3 mirrored pairs
+    python -m benchmarks.train_loop --quick         # smoke test: tiny data, one pair
     python -m benchmarks.train_loop --threads 1     # one torch thread (steadier on a busy machine)
     python -m benchmarks.train_loop --model cnn     # the default CNN on 1x28x28 images, batch 128
 
@@ -23,19 +23,24 @@ thread count, for the same number of epochs, and validate every epoch:
   atomic checkpoint plugin, EarlyStopping), the progress bar off as under DVC, and no logger (the
   MLflow logging runs in another process and is not what this times).
 
-Each repetition runs every side (alternating which goes first) for ``--epochs`` epochs (default 5
-for the MLP, 1 for the CNN, whose epoch is long enough to hide a fit's fixed costs; 3 repetitions
-for the CNN;
-glassnet's time includes everything ``fit`` does: sanity check, checkpoints, per-epoch logging);
-reported per epoch: median and min..max over repetitions, the ratio bare Lightning/plain, glassnet/plain as
-the median of the per-repetition ratios and as the ratio of the fastest repetitions (the steadier
-figure on a shared machine), and GFLOP/s (6 x parameters x training samples per epoch / epoch time).
+Each repetition runs every side for ``--epochs`` epochs (default 5 for the MLP, 1 for the CNN,
+whose epoch is long enough to hide a fit's fixed costs); glassnet's time includes everything
+``fit`` does: sanity check, checkpoints, per-epoch logging. Repetitions come in mirrored pairs:
+plain, Lightning, glassnet, then glassnet, Lightning, plain. These machines slow down by 5-10%
+over minutes of sustained load, so in a single order the side that runs last is always the
+slower; within a mirrored pair every side's two runs sum to the same mean position, so a steady
+drift cancels in the pair's ratio (sum of one side's two times / the plain loop's two). With
+alternate orders and an odd count, the side run last more often was measured 5-10% high.
+Reported per epoch: median and min..max over repetitions; bare Lightning / plain and glassnet /
+plain as the median and min..max of the pairs' ratios, and as the ratio of the fastest
+repetitions; and GFLOP/s (6 x parameters x training samples per epoch / epoch time).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import tempfile
 import time
 import warnings
@@ -62,6 +67,11 @@ def synthetic(n_train: int, n_val: int, features: int = 784, classes: int = 10) 
         out[f"X_{split}"] = (centers[y] + rng.normal(0, 2, (n, features))).astype(np.float32)
         out[f"y_{split}"] = y.astype(np.int64)
     return out
+
+
+def pair_ratios(side: list[float], reference: list[float]) -> list[float]:
+    """Per mirrored pair of repetitions (2k, 2k+1): the side's summed time over the reference's."""
+    return [sum(side[i : i + 2]) / sum(reference[i : i + 2]) for i in range(0, len(side) - 1, 2)]
 
 
 def plain_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, epochs: int) -> None:
@@ -159,7 +169,8 @@ def main() -> None:
     cli.add_argument("--model", choices=tuple(TARGETS), default="mlp")
     cli.set_defaults(repeats=0)
     args = cli.parse_args()
-    args.repeats = args.repeats or (3 if args.model == "cnn" else 5)  # a CNN epoch takes a while here
+    # Mirrored pairs (see above): an odd count is rounded up.
+    args.repeats = 2 * math.ceil((args.repeats or 6) / 2)
     epochs = args.epochs or (1 if args.model == "cnn" else 5)
     setup_logging()
     import pytorch_lightning  # noqa: F401  -- it sets its logger's level when imported: quiet it after
@@ -172,7 +183,7 @@ def main() -> None:
     from pipeline.model import CNN, MLP, n_parameters
 
     n_train, n_val, epochs, repeats = (
-        (2_000, 500, 1, 1) if args.quick else (60_000, 10_000, epochs, args.repeats)
+        (2_000, 500, 1, 2) if args.quick else (60_000, 10_000, epochs, args.repeats)
     )
     if args.samples:
         n_train, n_val = args.samples, args.samples // 6
@@ -212,7 +223,9 @@ def main() -> None:
         plain_fit(copy.deepcopy(template), warm, 256, 1)
         lightning_fit(copy.deepcopy(template), warm, 256, 1)
         for batch_size in targets:
-            plain, bare, glass, ratios, bare_ratios = [], [], [], [], []
+            plain: list[float] = []
+            bare: list[float] = []
+            glass: list[float] = []
             for rep in range(repeats):
                 trainer = glassnet_trainer(Path(tmp) / f"{batch_size}-{rep}", epochs)
                 sides = {
@@ -220,7 +233,7 @@ def main() -> None:
                     "lightning": partial(lightning_fit, copy.deepcopy(template), arrays, batch_size, epochs),
                     "glassnet": partial(glassnet_fit, copy.deepcopy(template), arrays, batch_size, trainer),
                 }
-                order = list(sides) if rep % 2 == 0 else list(reversed(sides))
+                order = list(sides) if rep % 2 == 0 else list(reversed(sides))  # mirrored pairs
                 took = {}
                 for side in order:
                     start = time.perf_counter()
@@ -229,9 +242,8 @@ def main() -> None:
                 plain.append(took["plain"])
                 bare.append(took["lightning"])
                 glass.append(took["glassnet"])
-                ratios.append(took["glassnet"] / took["plain"])
-                bare_ratios.append(took["lightning"] / took["plain"])
-            ps, bs, gs, rs, brs = Stat(plain), Stat(bare), Stat(glass), Stat(ratios), Stat(bare_ratios)
+            ps, bs, gs = Stat(plain), Stat(bare), Stat(glass)
+            rs, brs = Stat(pair_ratios(glass, plain)), Stat(pair_ratios(bare, plain))
             rows.append(
                 [
                     batch_size,
@@ -252,8 +264,8 @@ def main() -> None:
             "plain s/epoch",
             "bare Lightning s/epoch",
             "glassnet s/epoch",
-            "bare Lightning / plain",
-            "glassnet / plain (median of pairs)",
+            "bare Lightning / plain (mirrored pairs)",
+            "glassnet / plain (mirrored pairs)",
             "ratio of fastest",
             "target",
             "GFLOP/s plain / glassnet",

@@ -148,8 +148,28 @@ class Learner(pl.LightningModule):
         """The metric logged beside the loss: accuracy, or RMSE (target units) for regression."""
         return "rmse" if self.target_scale else "acc"
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning records which hook is running on the module before and after every hook call,
+        # some 50 assignments a training step, and nn.Module.__setattr__ looks each one up among
+        # parameters, submodules and buffers. An attribute already in the instance's dict is none
+        # of those (nn.Module keeps them in their own dicts), so a value that is not a tensor or a
+        # module replaces it as on any object: what nn.Module itself would end up doing.
+        if name in self.__dict__ and not isinstance(value, torch.Tensor | nn.Module):
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Lightning's hook that moves a batch to the device: InMemoryData's (x, y) pairs of
+        tensors move tensor by tensor (non-blocking off the CPU, as Lightning's own), without the
+        generic walk over nested collections that the default runs each step."""
+        if isinstance(batch, tuple | list) and all(isinstance(item, torch.Tensor) for item in batch):
+            non_blocking = device.type not in ("cpu", "mps")
+            return type(batch)(item.to(device, non_blocking=non_blocking) for item in batch)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def batch_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The mean loss of the network's output ``out`` on targets ``y`` (classes, or values in

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from pipeline.errors import ConfigError
 
@@ -41,19 +41,24 @@ def mode() -> str:
     return MODES[value]
 
 
+def shown(stream: TextIO) -> bool:
+    """Whether a bar drawn on ``stream`` shows: ``always``, or ``auto`` when it is a terminal."""
+    chosen = mode()
+    return chosen == "always" or (chosen == "auto" and stream.isatty())
+
+
 def bar(total: int, desc: str, unit: str) -> tqdm:
     """A bar of ``total`` ``unit``s; update it with ``.update(k)``, close it with ``.close()`` or
     as a context manager. Disabled (a no-op) unless ``mode`` asks for it."""
     from tqdm import tqdm
 
     chosen = mode()
-    shown = chosen == "always" or (chosen == "auto" and sys.stderr.isatty())
     return tqdm(
         total=total,
         desc=desc,
         unit=unit,
         file=sys.stderr,
-        disable=not shown,
+        disable=not shown(sys.stderr),
         delay=0 if chosen == "always" else DELAY,
         dynamic_ncols=True,
         smoothing=0,  # time left from the average rate so far, as Lightning's bar

@@ -29,7 +29,7 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from pipeline import artifacts, datasets, io, layout, parallel, task
+from pipeline import artifacts, datasets, io, layout, parallel, progress, task
 from pipeline.arch import summary_line
 from pipeline.config import Config
 from pipeline.errors import ConfigError, GlassnetError, TrainingError
@@ -435,6 +435,10 @@ def build_trainer(
     ]
     options: dict[str, Any] = {}
     given: Any = cfg.trainer  # a DictConfig, open: it has .get and `in`
+    # Lightning's bar (on stdout) follows GLASSNET_PROGRESS as glassnet's own bars do: written to
+    # a pipe or a log it is one final line, and its per-step updates took 3% of a default digits fit.
+    if given.enable_progress_bar and not progress.shown(sys.stdout):
+        options["enable_progress_bar"] = False
     if logger and train_rows and "log_every_n_steps" not in given and not given.get("barebones"):
         # Steps per epoch on one rank: the split over the devices named (1 if "auto"), in batches,
         # cut by limit_train_batches. Lightning's default interval is 50 steps.

@@ -433,3 +433,85 @@ def test_building_a_trainer_logs_no_advert(tmp_path: Path) -> None:
         rank_zero.removeHandler(handler)
     assert seen, "Lightning logged nothing at all: the handler is not where its lines start"
     assert not [m for m in seen if "litlogger" in m], seen
+
+
+# ------------------------------------------------------------------ per-step fast paths
+
+
+def test_learner_attribute_assignment_keeps_nn_module_semantics() -> None:
+    """Learner.__setattr__'s shortcut (a plain value replacing a plain attribute) must not change
+    what nn.Module does with parameters, submodules and buffers."""
+    from pipeline.lit import Learner
+
+    learner = Learner(torch.nn.Linear(3, 2), lambda params: torch.optim.SGD(params, lr=0.1))
+    learner.note = "a"
+    learner.note = "b"  # the shortcut: a plain value over a plain attribute
+    assert learner.note == "b" and "note" in learner.__dict__
+    learner.head = torch.nn.Linear(2, 2)  # a module: registered, not a plain attribute
+    assert "head" in dict(learner.named_children()) and "head" not in learner.__dict__
+    learner.scale = torch.nn.Parameter(torch.ones(1))
+    assert "scale" in dict(learner.named_parameters())
+    learner.register_buffer("count", torch.zeros(1))
+    learner.count = torch.ones(1)  # a tensor over a buffer stays a buffer
+    assert torch.equal(dict(learner.named_buffers())["count"], torch.ones(1))
+    with pytest.raises(TypeError):  # as nn.Module: a parameter cannot be replaced by a plain value
+        learner.scale = 3.0
+    learner.note = torch.nn.Linear(1, 1)  # a module over a plain attribute: registered
+    assert "note" in dict(learner.named_children()) and "note" not in learner.__dict__
+
+
+def test_learner_moves_batches_as_lightnings_default_does() -> None:
+    from lightning_fabric.utilities.apply_func import move_data_to_device
+
+    from pipeline.lit import Learner
+
+    learner = Learner(torch.nn.Linear(3, 2), lambda params: torch.optim.SGD(params, lr=0.1))
+    batch = (torch.ones(4, 3), torch.arange(4))
+    cpu = torch.device("cpu")
+    moved = learner.transfer_batch_to_device(batch, cpu, 0)
+    expected = move_data_to_device(batch, cpu)
+    assert type(moved) is tuple and all(torch.equal(a, b) for a, b in zip(moved, expected, strict=True))
+    # Anything else goes the default way (a dict of tensors, a tensor inside a list of lists).
+    nested = {"x": torch.ones(2), "rest": [[torch.zeros(1)]]}
+    assert torch.equal(learner.transfer_batch_to_device(nested, cpu, 0)["rest"][0][0], torch.zeros(1))
+    if torch.cuda.is_available():
+        on_gpu = learner.transfer_batch_to_device(batch, torch.device("cuda", 0), 0)
+        assert all(t.device.type == "cuda" for t in on_gpu)
+
+
+class _Terminal:
+    """A stand-in for stdout that says it is a terminal (pytest's capture says it is not)."""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("setting", "terminal", "expected"),
+    [
+        ("auto", False, False),  # piped or logged (dvc repro > log): no bar
+        ("auto", True, True),
+        ("always", False, True),
+        ("never", True, False),
+    ],
+)
+def test_lightnings_bar_follows_glassnet_progress(
+    setting: str, terminal: bool, expected: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.train import build_trainer
+
+    monkeypatch.setenv("GLASSNET_PROGRESS", setting)
+    if terminal:
+        monkeypatch.setattr(sys, "stdout", _Terminal())
+    cfg = to_config(compose_conf(["trainer.accelerator=cpu"]))  # enable_progress_bar: true
+    trainer, _ = build_trainer(cfg, False, tmp_path / "checkpoints.partial")
+    assert (trainer.progress_bar_callback is not None) is expected
+    # The user's false is kept whatever the setting.
+    off = to_config(compose_conf(["trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]))
+    assert build_trainer(off, False, tmp_path / "off")[0].progress_bar_callback is None
