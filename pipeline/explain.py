@@ -237,6 +237,9 @@ def gradient_shap(
 
 
 PROGRESS_STEPS = 100  # pieces at most, per progress bar
+# Rows per Integrated Gradients piece, at least: each Captum call has a fixed cost, and 100
+# pieces of 2 rows took 0.20 s where 10 of 20 took 0.06 s (the default 200 digits rows).
+IG_PIECE_ROWS = 20
 
 
 def in_pieces(call: Callable[[np.ndarray], Any], X: np.ndarray, name: str) -> list[Any]:
@@ -540,7 +543,7 @@ def integrated_gradients(
     attrs, deltas = [], []
     # In pieces, each a step of the progress bar (rows x steps forward and backward passes).
     with progress.bar(len(inputs), "Integrated Gradients", "row") as shown:
-        for part in progress.chunks(len(inputs), PROGRESS_STEPS):
+        for part in progress.chunks(len(inputs), min(PROGRESS_STEPS, len(inputs) // IG_PIECE_ROWS)):
             attr, delta = ig.attribute(
                 inputs[part],
                 baselines=base.expand_as(inputs[part]),

@@ -82,6 +82,7 @@ def test_integrated_gradients_and_faithfulness_show_progress(
     whole, whole_gap = explain.integrated_gradients(net, X, baseline, target, steps=16)
     monkeypatch.setenv(progress.VARIABLE, "always")
     monkeypatch.setattr(explain, "PROGRESS_STEPS", 4)
+    monkeypatch.setattr(explain, "IG_PIECE_ROWS", 1)  # 7 rows in 4 pieces, not one of 20 or more
     pieces, gap = explain.integrated_gradients(net, X, baseline, target, steps=16)
     assert np.allclose(pieces, whole, atol=1e-6) and np.allclose(gap, whole_gap, atol=1e-6)
     y = target
