@@ -17,6 +17,9 @@ wall, HTML size, embedded PNGs and how many of them are duplicates.
 
 ``--baseline DIR`` (e.g. a `git worktree` of an earlier commit) runs DIR's pipeline cold as well,
 alternating with this one (baseline, this, baseline, this, ...), and prints both and the ratio.
+``--set KEY=VALUE`` (repeatable) changes this checkout's params.yaml only: with
+``--set explain.sanity.enabled=false --set explain.surrogate.enabled=false`` the comparison with
+an older checkout leaves out the randomisation check and the surrogate tree, which it lacked.
 """
 
 from __future__ import annotations
@@ -62,7 +65,25 @@ def env() -> dict[str, str]:
     return out
 
 
-def copy_project(root: Path, quick: bool, source: Path = ROOT) -> None:
+def set_params(params: dict[str, object], assignments: list[str]) -> None:
+    """Apply ``key.sub=value`` assignments (values parsed as YAML) to a params mapping in place."""
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {assignment!r}: expected KEY=VALUE, e.g. explain.sanity.enabled=false")
+        *parents, leaf = key.split(".")
+        node = params
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                raise SystemExit(f"--set {assignment!r}: params.yaml has no group {key.rsplit('.', 1)[0]!r}")
+            node = child
+        if leaf not in node:
+            raise SystemExit(f"--set {assignment!r}: params.yaml has no key {key!r}")
+        node[leaf] = yaml.safe_load(raw)
+
+
+def copy_project(root: Path, quick: bool, source: Path = ROOT, assignments: list[str] | None = None) -> None:
     for name in PROJECT_FILES:
         src, dst = source / name, root / name
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -70,10 +91,11 @@ def copy_project(root: Path, quick: bool, source: Path = ROOT) -> None:
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
-    if quick:
+    if quick or assignments:
         params = yaml.safe_load((root / "params.yaml").read_text())
-        for group, values in QUICK.items():
+        for group, values in QUICK.items() if quick else ():
             params[group].update(values)
+        set_params(params, assignments or [])
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@glassnet"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bench"]):
@@ -140,14 +162,18 @@ def check_report(html: Path) -> dict[str, float]:
 def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--baseline", default="", help="another checkout to run alternately and compare with")
+    cli.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a param of this checkout only"
+    )
     args = cli.parse_args()
     setup_logging()
     repeats = 1 if args.quick else args.repeats
     log.info(
-        "startup: %d cold and %d no-op `dvc repro` of the %s pipeline, load %s",
+        "startup: %d cold and %d no-op `dvc repro` of the %s pipeline%s, load %s",
         repeats,
         repeats,
         "quick" if args.quick else "default",
+        f" with {', '.join(args.set)}" if args.set else "",
         loadavg(),
     )
     colds: list[float] = []
@@ -165,7 +191,7 @@ def main() -> None:
                 base_colds.append(wall)
                 base_runs.append(per_stage(wall, lines))
             root = Path(tmp) / f"project{rep}"
-            copy_project(root, args.quick)
+            copy_project(root, args.quick, assignments=args.set)
             wall, lines = cold_repro(root)
             colds.append(wall)
             runs.append(per_stage(wall, lines))

@@ -411,6 +411,7 @@ def build_trainer(
         EpochSeed,
         GradientNorms,
         History,
+        NoProfiler,
         WeightHistory,
         configured_callbacks,
     )
@@ -439,6 +440,8 @@ def build_trainer(
     # a pipe or a log it is one final line, and its per-step updates took 3% of a default digits fit.
     if given.enable_progress_bar and not progress.shown(sys.stdout):
         options["enable_progress_bar"] = False
+    if given.get("profiler") is None:  # Lightning's default, which records nothing, made cheaper
+        options["profiler"] = NoProfiler()
     if logger and train_rows and "log_every_n_steps" not in given and not given.get("barebones"):
         # Steps per epoch on one rank: the split over the devices named (1 if "auto"), in batches,
         # cut by limit_train_batches. Lightning's default interval is 50 steps.

@@ -56,6 +56,21 @@ def test_startup() -> None:
     assert "cold `dvc repro`" in out and "no-op `dvc repro`" in out and "PNGs embedded" in out
 
 
+def test_startup_set_changes_this_checkouts_params_only() -> None:
+    from benchmarks.startup import set_params
+
+    params = {"explain": {"sanity": {"enabled": True, "n_samples": 50}}, "seed": 42}
+    set_params(params, ["explain.sanity.enabled=false", "seed=7"])
+    assert params == {"explain": {"sanity": {"enabled": False, "n_samples": 50}}, "seed": 7}
+    for bad, says in (
+        ("explain.sanity.enable=false", "no key 'explain.sanity.enable'"),
+        ("explains.sanity.enabled=false", "no group 'explains.sanity'"),
+        ("seed", "expected KEY=VALUE"),
+    ):
+        with pytest.raises(SystemExit, match=says):
+            set_params(params, [bad])
+
+
 @pytest.mark.slow  # four fresh processes, each importing Lightning
 def test_scale(tmp_path: Path) -> None:
     out = bench("scale", "--plot", str(tmp_path / "scale.png"))

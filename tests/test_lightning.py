@@ -318,6 +318,11 @@ def test_fit_raises_none_of_the_quieted_warnings(tmp_path: Path) -> None:
         fit(model.MLP(8, 3, [16], "relu", 0.0), lambda p: torch.optim.Adam(p), arrays, trainer, 64, 0)
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if any(q in m for q in QUIETED)], messages
+    # Nor any other warning of Lightning's: a default run has nothing a user could act on.
+    lightning = [
+        f"{w.filename}: {w.message}" for w in caught if any(r in w.filename for r in LIGHTNING_ROOTS)
+    ]
+    assert not lightning, lightning
 
 
 # ------------------------------------------------------------------ through the real CLI
@@ -400,6 +405,8 @@ def test_a_default_training_run_prints_no_lightning_warning(project: Path) -> No
     out = _ok(_cli(project, "train", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"))
     assert not [q for q in QUIETED if q in out], out[-3000:]
     assert not re.search(r"\bwarn", out, re.I), out[-3000:]
+    # Lightning's warnings print as "<file>.py:<line>: <message>", without the word "warning".
+    assert not re.search(r"\.py:\d+: ", out), out[-3000:]
 
 
 @pytest.mark.slow
@@ -460,22 +467,22 @@ def test_learner_attribute_assignment_keeps_nn_module_semantics() -> None:
     assert "note" in dict(learner.named_children()) and "note" not in learner.__dict__
 
 
-def test_learner_moves_batches_as_lightnings_default_does() -> None:
+def test_in_memory_data_moves_batches_as_lightnings_default_does() -> None:
     from lightning_fabric.utilities.apply_func import move_data_to_device
 
-    from pipeline.lit import Learner
+    from pipeline.lit import InMemoryData
 
-    learner = Learner(torch.nn.Linear(3, 2), lambda params: torch.optim.SGD(params, lr=0.1))
+    data = InMemoryData({"X_train": np.ones((4, 3), np.float32), "y_train": np.arange(4)}, 2, 0)
     batch = (torch.ones(4, 3), torch.arange(4))
     cpu = torch.device("cpu")
-    moved = learner.transfer_batch_to_device(batch, cpu, 0)
+    moved = data.transfer_batch_to_device(batch, cpu, 0)
     expected = move_data_to_device(batch, cpu)
     assert type(moved) is tuple and all(torch.equal(a, b) for a, b in zip(moved, expected, strict=True))
     # Anything else goes the default way (a dict of tensors, a tensor inside a list of lists).
     nested = {"x": torch.ones(2), "rest": [[torch.zeros(1)]]}
-    assert torch.equal(learner.transfer_batch_to_device(nested, cpu, 0)["rest"][0][0], torch.zeros(1))
+    assert torch.equal(data.transfer_batch_to_device(nested, cpu, 0)["rest"][0][0], torch.zeros(1))
     if torch.cuda.is_available():
-        on_gpu = learner.transfer_batch_to_device(batch, torch.device("cuda", 0), 0)
+        on_gpu = data.transfer_batch_to_device(batch, torch.device("cuda", 0), 0)
         assert all(t.device.type == "cuda" for t in on_gpu)
 
 
@@ -515,3 +522,23 @@ def test_lightnings_bar_follows_glassnet_progress(
     # The user's false is kept whatever the setting.
     off = to_config(compose_conf(["trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]))
     assert build_trainer(off, False, tmp_path / "off")[0].progress_bar_callback is None
+
+
+def test_the_default_profiler_is_a_cheap_pass_through_and_a_named_one_is_lightnings(tmp_path: Path) -> None:
+    from contextlib import nullcontext
+
+    from pytorch_lightning.profilers import PassThroughProfiler, SimpleProfiler
+
+    from pipeline.lit import NoProfiler
+    from pipeline.train import build_trainer
+
+    base = ["trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
+    trainer, _ = build_trainer(to_config(compose_conf(base)), False, tmp_path / "a")
+    assert isinstance(trainer.profiler, NoProfiler) and isinstance(trainer.profiler, PassThroughProfiler)
+    with trainer.profiler.profile("[Callback]x.on_train_batch_start") as name:
+        assert name == "[Callback]x.on_train_batch_start"
+    assert isinstance(trainer.profiler.profile("step"), nullcontext)  # no generator a call
+    assert trainer.profiler.summary() == ""
+    simple = to_config(compose_conf([*base, "+trainer.profiler=simple"]))
+    named, _ = build_trainer(simple, False, tmp_path / "b")
+    assert type(named.profiler) is SimpleProfiler

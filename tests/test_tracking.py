@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -159,9 +160,43 @@ def test_a_worker_that_died_stops_the_fit_with_a_clear_error(tmp_path: Path) -> 
             lost.submit(os._exit, 1).result()  # the worker dies (as when killed)
         logger.log_metrics({"val_loss": 1.0}, step=0)
         logger.finalize("failed")  # after a failed fit: best effort, the fit's error is raised
-        logger.log_metrics({"val_loss": 1.0}, step=1)
+        # The next step hands the queued ones to the pool (or, at the latest, wait does).
         with pytest.raises(runs.TrackingError, match="MLflow worker process stopped"):
+            logger.log_metrics({"val_loss": 1.0}, step=1)
             logger.wait()
+
+
+def test_steps_logged_while_the_worker_is_busy_go_as_one_task(
+    pool: ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    uri = _uri(tmp_path)
+    started = _start(pool, tmp_path)
+    logger = PoolLogger(pool, uri, started.run_id, started.experiment_id)
+    busy = pool.submit(time.sleep, 1.0)  # the worker is busy (as while it imports MLflow)
+    logger.log_metrics({"val_loss": 1.0}, step=0)
+    logger.log_metrics({"train_loss": 1.5}, step=0)  # the same step: one batch
+    logger.log_metrics({"val_loss": 0.5}, step=1)  # step 0 is sent: the worker had no metrics task
+    for epoch in range(2, 6):
+        logger.log_metrics({"val_loss": 1.0 / (epoch + 1)}, step=epoch)
+    assert not busy.done() and len(logger.pending) == 1 and [q[0] for q in logger.queued] == [1, 2, 3, 4]
+    logger.finalize("success")  # step 5 closed; steps 1-5 go as one task
+    assert len(logger.pending) == 2 and logger.queued == []
+    logger.wait()
+    client = MlflowClient(uri)
+    history = sorted(client.get_metric_history(started.run_id, "val_loss"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in history] == [(s, 1.0 / (s + 1)) for s in range(6)]
+    assert [m.step for m in client.get_metric_history(started.run_id, "train_loss")] == [0]
+
+
+def test_log_steps_splits_at_mlflows_batch_limit(tmp_path: Path) -> None:
+    uri = _uri(tmp_path)
+    run_id = store.client(uri).create_run(store.ensure_experiment(uri, "glassnet")).info.run_id
+    steps = [(step, 1000 + step, {f"m{k}": float(step * k) for k in range(3)}) for step in range(400)]
+    runs.log_steps(uri, run_id, steps)  # 1,200 metrics: over MLflow's 1,000 a request
+    history = store.client(uri).get_metric_history(run_id, "m2")
+    assert len(history) == 400 and {(m.step, m.value, m.timestamp) for m in history} == {
+        (s, 2.0 * s, 1000 + s) for s in range(400)
+    }
 
 
 def test_the_logger_logs_on_rank_zero_only(

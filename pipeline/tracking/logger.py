@@ -1,8 +1,11 @@
-"""The train stage's Lightning logger: each step's metrics become a ``runs.log_metrics`` task of a
+"""The train stage's Lightning logger: the steps' metrics become ``runs.log_steps`` tasks of a
 process pool (pipeline.parallel), not waited for; ``wait`` collects them at the end.
 
-Lightning's MLFlowLogger would import MLflow in the stage (~2 s with its store) and wait
-~8 ms an epoch for the store; here the pool's worker, which made the run, does both.
+Lightning's MLflowLogger would import MLflow in the stage (~2 s with its store) and wait
+~8 ms an epoch for the store; here the pool's worker, which made the run, does both. While the
+worker is still busy (importing MLflow, creating the run, logging the last task) the steps that
+arrive wait here and go as one task when it is free: the worker, niced and sharing the cores
+with the fit, fell behind by one store transaction an epoch, which the stage then waited for.
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ class PoolLogger(Logger):
         self.pool, self.uri, self.run_id, self.experiment_id = pool, uri, run_id, experiment_id
         self.pending: list[Future[None]] = []
         # Lightning logs an epoch in two calls of one step (validation, then training metrics):
-        # they go to the worker as one task, one store transaction (each took CPU from the fit).
+        # they are gathered into one step's batch.
         self.step: int | None = None
         self.batch: dict[str, float] = {}
         self.stamp = 0
+        # Whole steps (step, timestamp, metrics) not yet handed to the pool, and the metrics task
+        # the worker has not finished.
+        self.queued: list[tuple[int, int, dict[str, float]]] = []
+        self.in_flight: Future[None] | None = None
 
     def attach(self, run_id: str, experiment_id: str) -> None:
         """Log to run ``run_id`` of experiment ``experiment_id`` (before the fit starts)."""
@@ -60,34 +67,44 @@ class PoolLogger(Logger):
         self.batch.update({key: float(value) for key, value in metrics.items()})
 
     def flush(self) -> None:
-        """Hand the metrics of the last step to the pool, without waiting."""
+        """Close the last step's batch; hand the queued steps to the pool if the worker is free."""
         batch, self.batch = self.batch, {}
-        if not batch:
+        if batch:
+            self.queued.append((self.step or 0, self.stamp, batch))
+        if self.in_flight is None or self.in_flight.done():
+            self.send()
+
+    def send(self) -> None:
+        """Hand every queued step to the pool as one task, without waiting."""
+        if not self.queued:
             return
         try:
-            task = self.pool.submit(
-                runs.log_metrics, self.uri, self.run_id, batch, self.step or 0, self.stamp
-            )
+            task = self.pool.submit(runs.log_steps, self.uri, self.run_id, list(self.queued))
         except BrokenProcessPool as err:
             raise runs.TrackingError(
                 f"The MLflow worker process stopped ({err}); its error is printed above. "
                 "Check tracking.uri / MLFLOW_TRACKING_URI and the store, then rerun."
             ) from err
+        self.queued.clear()
+        self.in_flight = task
         self.pending.append(task)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        """Lightning's end of fit: the last epoch goes now. After a failed fit, best effort: the
-        fit's own error is the one to raise."""
+        """Lightning's end of fit: every step queued goes now. After a failed fit, best effort:
+        the fit's own error is the one to raise."""
         if status == "success":
             self.flush()
+            self.send()
             return
         with contextlib.suppress(runs.TrackingError):
             self.flush()
+            self.send()
 
     def wait(self) -> None:
         """Wait until every metric is logged; raise the first logging error, with its traceback."""
         self.flush()
+        self.send()
         for future in self.pending:
             future.result()
         self.pending.clear()

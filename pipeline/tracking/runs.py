@@ -157,6 +157,24 @@ def log_metrics(
     store.client(uri).log_batch(run_id, metrics=batch)
 
 
+# MLflow's limit on the metrics of one log_batch request.
+METRICS_PER_BATCH = 1000
+
+
+def log_steps(uri: str, run_id: str, steps: Sequence[tuple[int, int, dict[str, float]]]) -> None:
+    """Log the metrics of several steps, each ``(step, timestamp in ms, {name: value})``, in as few
+    requests (store transactions) as MLflow's batch limit allows."""
+    from mlflow.entities import Metric
+
+    batch = [
+        Metric(key, float(value), when, step)
+        for step, when, metrics in steps
+        for key, value in metrics.items()
+    ]
+    for start in range(0, len(batch), METRICS_PER_BATCH):
+        store.client(uri).log_batch(run_id, metrics=batch[start : start + METRICS_PER_BATCH])
+
+
 def log_files(uri: str, run_id: str, files: Sequence[tuple[Path, str]]) -> None:
     """Log each (file, artifact folder) to the run."""
     for path, artifact_path in files:
