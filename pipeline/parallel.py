@@ -42,7 +42,12 @@ def _start(modules: Sequence[str], niceness: int) -> None:
         threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     if niceness and hasattr(os, "nice"):
         os.nice(niceness)
-    for name in modules:
+    import_modules(modules)
+
+
+def import_modules(names: Sequence[str]) -> None:
+    """Import ``names``: as a pool task, it readies the worker for the tasks queued after it."""
+    for name in names:
         importlib.import_module(name)
 
 

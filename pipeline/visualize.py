@@ -25,32 +25,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from pipeline import artifacts, io, layout, model, parallel, plots, progress, projection, stats, task
+from pipeline import artifacts, figures, io, layout, model, parallel, plots, progress, projection, stats, task
+from pipeline.activations import LayerActivations
 from pipeline.config import Config
 from pipeline.tracking import records, runs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LayerActivations:
-    """What one activation module saw and produced on the test rows."""
-
-    label: str  # "hidden 1", ...
-    name: str  # module name in the network ("net.1", "features.1")
-    activation: str  # "relu" | "tanh" | "sigmoid"
-    pre: np.ndarray  # (rows, units): the activation's input
-    post: np.ndarray  # (rows, units): the activation's output
-    # "units", or "channels" for a convolutional layer: a channel's value for a row is its mean
-    # over the image's positions (its maximum after ReLU, so a dead channel is one that never fires)
-    per: str = "units"
 
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -633,10 +619,15 @@ def run(cfg: Config) -> dict[str, float]:
         result = analyse(net, arrays, summary, cfg)
         hidden_jobs = {key: rows for key, rows in result["projection_jobs"].items() if key[1] == "hidden"}
         hidden_panels = pool.submit(projection.panels, hidden_jobs, labels, **settings)
+        # Then the drawing code (matplotlib, ~0.6 s), for the figures it may share (see below).
+        modules = sorted({spec.draw.partition(":")[0] for spec in figures.of_stage("visualize")})
+        drawing = pool.submit(parallel.import_modules, modules)
         folder = layout.figure_dir(cfg.paths.visualize)
         plots.clear(folder)
         jobs = figure_jobs(cfg, net, arrays, summary, history, best_epoch, result, dynamics)
-        figures = plots.render_all(jobs, folder, cfg.report.dpi)
+        # Shared with the worker once its projections are done: on small data that is well before
+        # this process has drawn its figures, on large ones the t-SNE outlasts them.
+        drawn = plots.render_all(jobs, folder, cfg.report.dpi, pool=pool, shared=jobs, after=drawing)
         parts = input_panels.result(), hidden_panels.result()
     # In the order analyse() lists the jobs (the metrics file lists them in that order).
     order = list(result["projection_jobs"])
@@ -648,7 +639,7 @@ def run(cfg: Config) -> dict[str, float]:
     projected: tuple[Any, ...] = (result["projections"], labels, summary["class_names"], result["separation"])
     if regression:
         projected = (*projected, task.REGRESSION)
-    paths = [*figures, plots.render("projections", folder, cfg.report.dpi, *projected)]
+    paths = [*drawn, plots.render("projections", folder, cfg.report.dpi, *projected)]
 
     first = first_units(net, len(summary["feature_names"]))
     n_first = first.shape[0] if first is not None else cfg.visualize.n_units

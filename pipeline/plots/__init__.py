@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io as _io
+import threading
+from collections import deque
 from collections.abc import Collection, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,14 +55,47 @@ def render_all(
     *,
     pool: Executor | None = None,
     elsewhere: Collection[str] = (),
+    shared: Collection[str] = (),
+    after: Future[Any] | None = None,
 ) -> list[Path]:
     """Draw every figure of ``jobs`` (figure id -> arguments of its drawing function) into
-    ``folder``, the ids in ``elsewhere`` in ``pool`` meanwhile; the paths in ``jobs``' order."""
+    ``folder``; the paths in ``jobs``' order.
+
+    ``elsewhere``: ids drawn in ``pool`` only. ``shared``: ids either process may draw, for a
+    worker whose own tasks (``after``: the last of them) end before or after this process's
+    figures depending on the data and the machine (t-SNE, a tree fit): once ``after`` is done this
+    process draws them first to last and the worker last to first, one at a time (the next is
+    submitted when its previous one is done, so none waits in the pool's queue where this process
+    could not take it back), until the two meet in the middle.
+    """
     pending = {
         fid: pool.submit(render, fid, folder, dpi, *jobs[fid]) for fid in elsewhere if pool and fid in jobs
     }
-    done = {fid: render(fid, folder, dpi, *args) for fid, args in jobs.items() if fid not in pending}
-    done.update({fid: future.result() for fid, future in pending.items()})
+    todo = deque(fid for fid in jobs if fid in shared and fid not in pending)
+    lock = threading.Lock()  # the deque's two ends are taken by two threads: here, and the pool's
+
+    def feed(_: object = None) -> None:
+        with lock:
+            if not todo:
+                return
+            fid = todo.pop()
+            pending[fid] = pool.submit(render, fid, folder, dpi, *jobs[fid])  # type: ignore[union-attr]
+        pending[fid].add_done_callback(feed)  # run at once if already done: outside the lock
+
+    if pool is not None:
+        if after is None:
+            feed()
+        else:
+            after.add_done_callback(feed)
+    done = {}
+    for fid, args in jobs.items():
+        with lock:
+            mine = fid in todo
+            if mine:
+                todo.remove(fid)
+        if fid not in pending or mine:
+            done[fid] = render(fid, folder, dpi, *args)
+    done.update({fid: future.result() for fid, future in list(pending.items())})
     return [done[fid] for fid in jobs]
 
 
