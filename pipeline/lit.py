@@ -8,6 +8,7 @@ LightningModule, in-memory data loading, the stage's callbacks and atomic checkp
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -297,6 +298,20 @@ def configured_callbacks(entries: Any, key: str) -> list[pl.Callback]:
     return callbacks
 
 
+def packed(value: Any) -> str:
+    """A callback's history (nested lists and dicts of numbers) as it goes into a checkpoint: one
+    JSON string. torch.save's pickler calls back into Python for every object it writes, and the
+    histories grow by some 40 numbers an epoch: as lists they were half of a late checkpoint's
+    save time (3.5 ms against 2.0 ms on a 60-epoch digits run), and a run saves one or two a epoch.
+    A string also loads under ``weights_only=True``."""
+    return json.dumps(value)
+
+
+def unpacked(value: Any) -> Any:
+    """``packed``'s inverse; a checkpoint of an older glassnet holds the lists themselves."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 class EpochSeed(pl.Callback):
     """Seeds torch's global RNG from (seed, epoch) as each epoch starts: the dropout masks of epoch k
     are the same whether the run went straight through or was resumed from a checkpoint (the batch
@@ -322,10 +337,10 @@ class History(pl.Callback):
 
     # Saved in checkpoints, so a resumed run keeps the epochs before the interruption.
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": [dict(r) for r in self.rows]}
+        return {"rows": packed(self.rows)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rows = [dict(r) for r in state_dict["rows"]]
+        self.rows = [dict(r) for r in unpacked(state_dict["rows"])]
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -385,10 +400,10 @@ class WeightHistory(pl.Callback):
 
     # Saved in checkpoints, so a resumed run keeps the epochs before the interruption.
     def state_dict(self) -> dict[str, Any]:
-        return {"epochs": list(self.epochs), "layers": self.layers, "initial": self.initial}
+        return {"epochs": packed(self.epochs), "layers": packed(self.layers), "initial": self.initial}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.epochs, self.layers = list(state_dict["epochs"]), state_dict["layers"]
+        self.epochs, self.layers = list(unpacked(state_dict["epochs"])), unpacked(state_dict["layers"])
         self.initial = dict(state_dict.get("initial", {}))
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -452,10 +467,10 @@ class GradientNorms(pl.Callback):
 
     # Saved in checkpoints, so a resumed run keeps the epochs before the interruption.
     def state_dict(self) -> dict[str, Any]:
-        return {"epochs": list(self.epochs), "layers": self.layers}
+        return {"epochs": packed(self.epochs), "layers": packed(self.layers)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.epochs, self.layers = list(state_dict["epochs"]), state_dict["layers"]
+        self.epochs, self.layers = list(unpacked(state_dict["epochs"])), unpacked(state_dict["layers"])
 
     def to_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "layers": self.layers}

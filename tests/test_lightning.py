@@ -542,3 +542,41 @@ def test_the_default_profiler_is_a_cheap_pass_through_and_a_named_one_is_lightni
     simple = to_config(compose_conf([*base, "+trainer.profiler=simple"]))
     named, _ = build_trainer(simple, False, tmp_path / "b")
     assert type(named.profiler) is SimpleProfiler
+
+
+def test_callback_histories_round_trip_through_a_checkpoint_as_one_string(tmp_path: Path) -> None:
+    from pipeline.lit import GradientNorms, History, WeightHistory
+
+    history, weights, grads = History(), WeightHistory(), GradientNorms()
+    history.rows = [
+        {"epoch": 0.0, "val_loss": 0.5, "train_loss": float("nan")},
+        {"epoch": 1.0, "val_loss": 0.25},
+    ]
+    weights.epochs = [0, 1]
+    weights.layers = {
+        "net.0": {
+            "shape": [4, 3],
+            "weight": [[-0.1, 0.0, 0.1]] * 2,
+            "bias": [[], []],
+            "weight_std": [0.1, 0.2],
+        }
+    }
+    weights.initial = {"net.0.weight": torch.ones(4, 3)}
+    grads.epochs, grads.layers = [1], {"net.0": {"shape": [4, 3], "grad_norm": [0.3]}}
+    path = tmp_path / "c.ckpt"
+    torch.save({"h": history.state_dict(), "w": weights.state_dict(), "g": grads.state_dict()}, path)
+    saved = torch.load(path, weights_only=True)
+    # The histories are strings: torch.save's pickler visits each one once, not each number.
+    assert isinstance(saved["h"]["rows"], str) and isinstance(saved["w"]["layers"], str)
+    again = History(), WeightHistory(), GradientNorms()
+    for callback, key in zip(again, "hwg", strict=True):
+        callback.load_state_dict(saved[key])
+    assert math.isnan(again[0].rows[0]["train_loss"])
+    assert again[0].rows[1] == history.rows[1] and again[0].rows[0]["val_loss"] == 0.5
+    assert (again[1].epochs, again[1].layers) == (weights.epochs, weights.layers)
+    assert torch.equal(again[1].initial["net.0.weight"], weights.initial["net.0.weight"])
+    assert (again[2].epochs, again[2].layers) == (grads.epochs, grads.layers)
+    # A checkpoint of an older glassnet held the lists themselves: it still resumes.
+    older = History()
+    older.load_state_dict({"rows": history.rows[1:]})
+    assert older.rows == history.rows[1:]
