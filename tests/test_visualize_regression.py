@@ -198,6 +198,13 @@ def visualized(
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(Path(cfg.paths.prepare).parents[1])
         patch.setattr(plots, "render", recording)
+        render_all = plots.render_all
+
+        def here(*args: Any, **kwargs: Any) -> list[Path]:
+            # The recording function cannot travel to the pool's worker: every figure drawn here.
+            return render_all(*args, **{**kwargs, "shared": ()})
+
+        patch.setattr(plots, "render_all", here)
         metrics = visualize.run(cfg)
     return cfg, metrics, json.loads(layout.network_file(cfg).read_text()), drawn
 
