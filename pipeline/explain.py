@@ -1041,18 +1041,6 @@ def checks_record(
     return record
 
 
-# Figures drawn by the pool's worker while this process draws the others (~0.25 s a figure).
-POOL_FIGURES = (
-    "class_importance",
-    "examples_correct",
-    "examples_wrong",
-    "beeswarm",
-    "waterfall",
-    "sanity_maps",
-    "surrogate_tree",
-)
-
-
 def run(cfg: Config) -> dict[str, Any]:
     progress.mode()  # a bad GLASSNET_PROGRESS stops the stage now, not minutes in
     ecfg = cfg.explain
@@ -1091,7 +1079,9 @@ def run(cfg: Config) -> dict[str, Any]:
         plots.clear(folder)
         jobs = figure_jobs(result.arrays, summary, arrays["X_test_raw"], ecfg.n_examples)
         jobs.update(check_jobs(result, summary, arrays["X_test"], arrays["X_test_raw"]))
-        figures = plots.render_all(jobs, folder, cfg.report.dpi, pool=pool, elsewhere=POOL_FIGURES)
+        # Every figure is shared with the worker (idle now: the surrogate is fitted): this process
+        # draws from the first, the worker from the last, and whichever is faster draws more.
+        figures = plots.render_all(jobs, folder, cfg.report.dpi, pool=pool, shared=jobs)
     # What was asked, beside what was used (n_samples, n_background): the report says when they differ.
     metrics = {
         **result.metrics,

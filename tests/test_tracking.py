@@ -85,6 +85,33 @@ def test_a_run_from_start_to_finish(pool: ProcessPoolExecutor, tmp_path: Path, m
         assert (folder / "code" / "pipeline" / "model.py").is_file()
 
 
+# Evaluated in the worker: the names of the modules it has imported (eval is a builtin, so the
+# task pickles by reference and imports nothing of its own).
+MODULES = "set(__import__('sys').modules)"
+
+
+def test_warm_up_leaves_the_first_model_logging_nothing_to_import(tmp_path: Path) -> None:
+    """The train stage's worker runs warm_up before the fit, so that logging the model after it
+    (which the stage waits for) does not first import mlflow.pyfunc, Hydra or GitPython."""
+    uri = _uri(tmp_path)
+    net = model.MLP(6, 3, [4], "relu", 0.0).eval()
+    model.save(net, tmp_path / "model.pt")
+    example = np.zeros((2, 6), dtype=np.float32)
+    with parallel.process_pool(warm=("mlflow",)) as fresh:  # a new worker, as each train stage's
+        started = _start(fresh, tmp_path)
+        fresh.submit(models.warm_up).result()
+        before = fresh.submit(eval, MODULES).result()
+        fresh.submit(models.log_saved, uri, started.run_id, tmp_path / "model.pt", example).result()
+        after = fresh.submit(eval, MODULES).result()
+    # What is left are a few small modules of MLflow (its tracing, on OpenTelemetry: ~0.1 s);
+    # not mlflow.pyfunc and its pydantic models, Hydra (pipeline.model.build) or GitPython
+    # (MLflow's run context), ~0.5 s together.
+    imported = after - before
+    packages = {name.split(".")[0] for name in imported}
+    assert "mlflow.pyfunc" in before and "mlflow.pyfunc" not in imported
+    assert packages <= {"mlflow", "torch", "opentelemetry"}, sorted(packages)
+
+
 def test_a_failed_run_is_marked(pool: ProcessPoolExecutor, tmp_path: Path) -> None:
     started = _start(pool, tmp_path)
     pool.submit(runs.terminate, _uri(tmp_path), started.run_id, "FAILED").result()
