@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,6 +362,51 @@ class History(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.fill_train(trainer)
+
+
+class SpareCore(pl.Callback):
+    """One torch thread fewer while the stage's pool worker is busy (``share``: the future of the
+    task it is busy with); torch's own count again from the first training batch after it is done.
+
+    The train stage's worker imports what logging the model will need (~2 s) as the fit begins.
+    With as many torch threads as cores the two processes took turns on the same cores: torch's
+    parallel regions waited for a thread that was off its core, and the niced worker barely ran.
+    On the default digits run that fit took 4.2-4.5 s and the stage then waited 1-2 s for the
+    worker; with a core left free, 3.3-3.6 s and no wait. Costs one ``Future.done()`` a batch.
+    """
+
+    def __init__(self) -> None:
+        self.busy: Future[Any] | None = None
+        self.threads = 0  # torch's count, while lowered
+
+    def share(self, busy: Future[Any]) -> None:
+        """Leave a core to the worker until ``busy`` is done (call before the fit)."""
+        self.busy = busy
+
+    def restore(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+            self.threads = 0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        threads = torch.get_num_threads()
+        if self.busy is not None and not self.busy.done() and threads > 1:
+            self.threads = threads
+            torch.set_num_threads(threads - 1)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.threads and self.busy is not None and self.busy.done():
+            self.restore()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.restore()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self.restore()
 
 
 def pick(trainer: pl.Trainer, keys: tuple[str, ...]) -> dict[str, float]:

@@ -580,3 +580,58 @@ def test_callback_histories_round_trip_through_a_checkpoint_as_one_string(tmp_pa
     older = History()
     older.load_state_dict({"rows": history.rows[1:]})
     assert older.rows == history.rows[1:]
+
+
+class ThreadProbe(pl.Callback):
+    """Records torch's thread count at each training batch; completes ``busy`` at batch ``at``."""
+
+    def __init__(self, busy: Any, at: int | None) -> None:
+        self.busy, self.at, self.seen = busy, at, []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self.seen.append(torch.get_num_threads())
+        if batch_idx == self.at:
+            self.busy.set_result(None)  # the worker's task ends: SpareCore sees it from the next batch
+
+
+@pytest.mark.parametrize("done_at", [None, 2])
+def test_spare_core_leaves_a_thread_to_the_worker_while_it_is_busy(done_at: int | None) -> None:
+    from concurrent.futures import Future
+
+    from pipeline import model
+    from pipeline.lit import Learner, SpareCore
+    from pipeline.train import fit
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # whatever this machine's cores
+    try:
+        busy: Future[None] = Future()
+        spare = SpareCore()
+        spare.share(busy)
+        probe = ThreadProbe(busy, done_at)
+        trainer = pl.Trainer(
+            max_epochs=1,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[spare, probe],  # SpareCore's hook runs before the probe's, as in the stage
+        )
+        rng = np.random.default_rng(0)
+        arrays = {
+            "X_train": rng.normal(size=(160, 4)).astype(np.float32),
+            "y_train": rng.integers(0, 2, 160),
+            "X_val": rng.normal(size=(20, 4)).astype(np.float32),
+            "y_val": rng.integers(0, 2, 20),
+        }
+        assert isinstance(
+            fit(model.MLP(4, 2, [8], "relu", 0.0), torch.optim.SGD, arrays, trainer, 32, 0), Learner
+        )
+        if done_at is None:  # busy throughout: one thread fewer for the whole fit, then torch's count
+            assert probe.seen == [2] * 5
+        else:  # lowered until the batch after the task ended
+            assert probe.seen == [2, 2, 2, 3, 3]
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
