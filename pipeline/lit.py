@@ -9,8 +9,8 @@ LightningModule, in-memory data loading, the stage's callbacks and atomic checkp
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,23 +365,31 @@ class History(pl.Callback):
 
 
 class SpareCore(pl.Callback):
-    """One torch thread fewer while the stage's pool worker is busy (``share``: the future of the
-    task it is busy with); torch's own count again from the first training batch after it is done.
+    """One torch thread fewer for a small fit, so that the stage's pool worker keeps a core.
 
-    The train stage's worker imports what logging the model will need (~2 s) as the fit begins.
+    The train stage's worker imports what logging the model will need (~2 s) while the fit runs.
     With as many torch threads as cores the two processes took turns on the same cores: torch's
     parallel regions waited for a thread that was off its core, and the niced worker barely ran.
-    On the default digits run that fit took 4.2-4.5 s and the stage then waited 1-2 s for the
-    worker; with a core left free, 3.3-3.6 s and no wait. Costs one ``Future.done()`` a batch.
+    On the default digits run (~4.5 GFLOP) that fit took 4.2-4.5 s and the stage then waited 1-2 s
+    for the worker; with a core left free, 3.3-3.6 s and no wait. A second thread does not speed
+    such a fit (its tensors are below the size at which torch's kernels split work: 1 and 2
+    threads train digits equally fast), while the CNN trains 1.8x faster on two threads.
+
+    The choice is made once, before the fit, from its size (``6 x parameters x rows x epochs``
+    multiply-adds against ``max_flop``) and never from timing: results of larger networks depend
+    on torch's thread count in the last bits, and a run must repeat exactly. Torch's count is
+    restored when the fit ends.
     """
 
-    def __init__(self) -> None:
-        self.busy: Future[Any] | None = None
+    def __init__(self, rows: int, epochs: int | None, max_flop: float = 1e11) -> None:
+        self.rows, self.epochs, self.max_flop = rows, epochs, max_flop
         self.threads = 0  # torch's count, while lowered
 
-    def share(self, busy: Future[Any]) -> None:
-        """Leave a core to the worker until ``busy`` is done (call before the fit)."""
-        self.busy = busy
+    def flop(self, pl_module: pl.LightningModule) -> float:
+        """The fit's arithmetic, estimated; infinite when its epochs are not bounded."""
+        if not self.epochs or self.epochs < 0:
+            return math.inf
+        return 6.0 * sum(p.numel() for p in pl_module.parameters()) * self.rows * self.epochs
 
     def restore(self) -> None:
         if self.threads:
@@ -390,15 +398,9 @@ class SpareCore(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         threads = torch.get_num_threads()
-        if self.busy is not None and not self.busy.done() and threads > 1:
+        if threads > 1 and self.flop(pl_module) < self.max_flop:
             self.threads = threads
             torch.set_num_threads(threads - 1)
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if self.threads and self.busy is not None and self.busy.done():
-            self.restore()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.restore()

@@ -426,8 +426,8 @@ def build_trainer(
             dirpath=partial, filename="best", monitor="val_loss", mode="min", save_last=True
         ),
     }
-    if logger:  # the train stage's pool worker logs to MLflow beside the fit
-        roles["spare_core"] = SpareCore()
+    if logger and train_rows:  # the train stage's pool worker logs to MLflow beside the fit
+        roles["spare_core"] = SpareCore(train_rows, cfg.trainer.max_epochs)
     callbacks: list[pl.Callback] = [
         EpochSeed(cfg.seed),
         roles["history"],
@@ -517,9 +517,9 @@ def run(cfg: Config) -> dict[str, Any]:
             runs.start, uri, experiment, name, {**tags, **source}, params, resume=resumed_run, stale=stale
         )
         # What _finish's model logging will need (~2 s of imports, ~0.5 s of _finish's wait when
-        # left to it), while the fit begins with a core left to the worker (roles["spare_core"]).
+        # left to it), while the fit runs (a small fit leaves the worker a core: lit.SpareCore).
         # Queued before the run's start instead, it delayed the fit by ~1 s on a new store.
-        roles["spare_core"].share(pool.submit(models.warm_up))
+        pool.submit(models.warm_up)
         try:
             mlflow_run = started.result()
             if mlflow_run.warning:
