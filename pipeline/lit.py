@@ -376,9 +376,9 @@ class SpareCore(pl.Callback):
     threads train digits equally fast), while the CNN trains 1.8x faster on two threads.
 
     The choice is made once, before the fit, from its size (``6 x parameters x rows x epochs``
-    multiply-adds against ``max_flop``) and never from timing: results of larger networks depend
-    on torch's thread count in the last bits, and a run must repeat exactly. Torch's count is
-    restored when the fit ends.
+    floating-point operations against ``max_flop``) and never from timing: results of larger
+    networks depend on torch's thread count in the last bits, and a run must repeat exactly.
+    Torch's count is restored when the fit ends.
     """
 
     def __init__(self, rows: int, epochs: int | None, max_flop: float = 1e11) -> None:
