@@ -16,7 +16,13 @@ on the other core, and are counted in the stage's import time. The report is che
 wall, HTML size, embedded PNGs and how many of them are duplicates.
 
 ``--baseline DIR`` (e.g. a `git worktree` of an earlier commit) runs DIR's pipeline cold as well,
-alternating with this one (baseline, this, baseline, this, ...), and prints both and the ratio.
+in mirrored pairs (baseline, this, then this, baseline; the count is rounded up to whole pairs):
+these machines drift by 10-30% over minutes, and within a mirrored pair each side's two runs sum
+to the same mean position, so a steady drift cancels in the pair's ratio. It prints both sides,
+the ratio of their medians, each pair's ratio (the sum of this checkout's two runs over the
+baseline's), and the CPU time of each cold run (user + system of every process `dvc repro`
+started, stage workers included): the work each side does, which a second process can hide from
+the wall clock but not from the CPU.
 ``--set KEY=VALUE`` (repeatable) changes this checkout's params.yaml only: with
 ``--set explain.sanity.enabled=false --set explain.surrogate.enabled=false`` the comparison with
 an older checkout leaves out the randomisation check and the surrogate tree, which it lacked.
@@ -28,6 +34,7 @@ import base64
 import hashlib
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -102,9 +109,22 @@ def copy_project(root: Path, quick: bool, source: Path = ROOT, assignments: list
         subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
 
 
-def cold_repro(root: Path) -> tuple[float, list[tuple[float, str]]]:
-    """Wall time of `dvc repro` and its output lines with the time each arrived."""
+def children_cpu() -> float:
+    """User + system seconds of this process's ended (and waited-for) descendants so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pair_ratios(side: list[float], reference: list[float]) -> list[float]:
+    """Per mirrored pair of runs (2k, 2k+1): the side's summed time over the reference's."""
+    return [sum(side[i : i + 2]) / sum(reference[i : i + 2]) for i in range(0, len(side) - 1, 2)]
+
+
+def cold_repro(root: Path) -> tuple[float, list[tuple[float, str]], float]:
+    """Wall time of `dvc repro`, its output lines with the time each arrived, and its CPU time
+    (every process it started: a stage waits for its pool's worker, DVC for the stage)."""
     lines: list[tuple[float, str]] = []
+    cpu = children_cpu()
     start = time.perf_counter()
     with subprocess.Popen(
         ["dvc", "repro"],
@@ -121,7 +141,7 @@ def cold_repro(root: Path) -> tuple[float, list[tuple[float, str]]]:
     if proc.returncode != 0:
         tail = "\n".join(line for _, line in lines if not line.startswith("import time:"))[-3000:]
         raise SystemExit(f"dvc repro failed:\n{tail}")
-    return wall, lines
+    return wall, lines, children_cpu() - cpu
 
 
 def per_stage(wall: float, lines: list[tuple[float, str]]) -> list[dict[str, float | str]]:
@@ -168,6 +188,8 @@ def main() -> None:
     args = cli.parse_args()
     setup_logging()
     repeats = 1 if args.quick else args.repeats
+    if args.baseline and not args.quick:
+        repeats += repeats % 2  # whole mirrored pairs
     log.info(
         "startup: %d cold and %d no-op `dvc repro` of the %s pipeline%s, load %s",
         repeats,
@@ -177,26 +199,31 @@ def main() -> None:
         loadavg(),
     )
     colds: list[float] = []
+    cpus: list[float] = []
     runs: list[list[dict[str, float | str]]] = []
     base_colds: list[float] = []
+    base_cpus: list[float] = []
     base_runs: list[list[dict[str, float | str]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(repeats):
             # Each cold run in a new copy: nothing cached, no MLflow store yet (the first run a
             # user makes; later ones find the store and are ~1 s faster).
+            root = Path(tmp) / f"project{rep}"
+            copy_project(root, args.quick, assignments=args.set)
+            sides = [(root, colds, cpus, runs)]
             if args.baseline:
                 base = Path(tmp) / f"baseline{rep}"
                 copy_project(base, args.quick, Path(args.baseline).resolve())
-                wall, lines = cold_repro(base)
-                base_colds.append(wall)
-                base_runs.append(per_stage(wall, lines))
-            root = Path(tmp) / f"project{rep}"
-            copy_project(root, args.quick, assignments=args.set)
-            wall, lines = cold_repro(root)
-            colds.append(wall)
-            runs.append(per_stage(wall, lines))
+                sides.insert(0, (base, base_colds, base_cpus, base_runs))
+                if rep % 2:  # mirrored pairs: baseline, this, then this, baseline
+                    sides.reverse()
+            for project, walls, cpu_times, stage_runs in sides:
+                wall, lines, cpu = cold_repro(project)
+                walls.append(wall)
+                cpu_times.append(cpu)
+                stage_runs.append(per_stage(wall, lines))
         if args.baseline:
-            _compare(base_runs, runs, Stat(base_colds), Stat(colds))
+            _compare(base_runs, runs, (base_colds, colds), (base_cpus, cpus))
         load_cold = loadavg()
         rows = []
         for i, first in enumerate(runs[0]):
@@ -221,11 +248,12 @@ def main() -> None:
         dvc_own = Stat([c - sum(float(s["wall"]) for s in r) for c, r in zip(colds, runs, strict=True)])
         log.info("")
         log.info(
-            "cold `dvc repro`: %s (target <= %.0f s; %.2fx), of which DVC itself %.1f s; load %s",
+            "cold `dvc repro`: %s (target <= %.0f s; %.2fx), of which DVC itself %.1f s; CPU %s; load %s",
             cold.fmt(1),
             TARGETS["cold"],
             cold.median / TARGETS["cold"],
             dvc_own.median,
+            Stat(cpus).fmt(1),
             load_cold,
         )
         noop = Stat([_timed_noop(root) for _ in range(repeats)])
@@ -253,10 +281,11 @@ def main() -> None:
 def _compare(
     base_runs: list[list[dict[str, float | str]]],
     runs: list[list[dict[str, float | str]]],
-    base: Stat,
-    this: Stat,
+    walls: tuple[list[float], list[float]],
+    cpus: tuple[list[float], list[float]],
 ) -> None:
-    """Per-stage medians of the baseline and of this checkout, and the cold runs' ratio."""
+    """Per-stage medians of the baseline and of this checkout, and the cold runs' ratios (of
+    medians, and per mirrored pair), in wall and CPU time; each pair is (baseline, this)."""
 
     def med(rs: list[list[dict[str, float | str]]], stage: str) -> float:
         return Stat([next(float(s["wall"]) for s in r if s["stage"] == stage) for r in rs]).median
@@ -274,12 +303,17 @@ def _compare(
     log.info("")
     log.info("per stage, median of %d alternating cold runs each:", len(runs))
     table(["stage", "baseline s", "this s", "ratio"], rows)
-    log.info(
-        "cold `dvc repro`: baseline %s, this %s: %.3fx (medians)",
-        base.fmt(1),
-        this.fmt(1),
-        this.median / base.median,
-    )
+    for what, (base, this) in (("wall", walls), ("CPU", cpus)):
+        ratios = Stat(pair_ratios(this, base) or [float("nan")])  # nan with --quick: one run each
+        pairs = f"{ratios.median:.3f}x [{ratios.lo:.3f}..{ratios.hi:.3f}]"
+        log.info(
+            "cold `dvc repro`, %s: baseline %s, this %s: %.3fx (medians); mirrored pairs %s",
+            what,
+            Stat(base).fmt(1),
+            Stat(this).fmt(1),
+            Stat(this).median / Stat(base).median,
+            pairs,
+        )
 
 
 def _timed_noop(root: Path) -> float:

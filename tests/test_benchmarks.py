@@ -71,6 +71,16 @@ def test_startup_set_changes_this_checkouts_params_only() -> None:
             set_params(params, [bad])
 
 
+def test_startup_pairs_and_cpu_time() -> None:
+    from benchmarks.startup import children_cpu, pair_ratios
+
+    # (baseline, this) mirrored: baseline 10 then 13 s, this 12 then 13 s; an odd run is left out.
+    assert pair_ratios([12.0, 13.0, 50.0], [10.0, 13.0, 1.0]) == [25.0 / 23.0]
+    before = children_cpu()
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    assert children_cpu() - before > 0.05  # the child's CPU time, counted once it has ended
+
+
 @pytest.mark.slow  # four fresh processes, each importing Lightning
 def test_scale(tmp_path: Path) -> None:
     out = bench("scale", "--plot", str(tmp_path / "scale.png"))
