@@ -43,10 +43,10 @@ browser:
 # The page `dvc plots show` writes loads Vega from a CDN unless .dvc/config's plots.html_template
 # names a template with it inlined: written from the installed package (cheap; rewritten only if changed).
 plots-template: $(VENV)/.runtime
-	python -m pipeline.vega
+	python -m pipeline.tools.vega
 
 params:  ## recompose params.yaml from conf/ (what `dvc exp run` does)
-	python -m pipeline.params
+	python -m pipeline.tools.params
 
 clean:
 	rm -rf artifacts reports/index.html

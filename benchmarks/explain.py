@@ -5,9 +5,9 @@
     python -m benchmarks.explain --quick        # smoke test: 20 samples, 10 background rows
 
 Both sides explain the same network in eval mode on the same synthetic data: ``--model mlp`` the
-MLP 784-128-ReLU-Dropout-10 (glassnet's side: the closed form, pipeline.fast_deep), ``--model cnn``
+MLP 784-128-ReLU-Dropout-10 (glassnet's side: the closed form, pipeline.explain.fast_deep), ``--model cnn``
 the default CNN (conv 16, 32, 3x3, max pool 2 -> 64 -> 10) on 1x28x28 images (glassnet's side: the
-batched DeepLIFT rules, pipeline.deep_lift). Reference:
+batched DeepLIFT rules, pipeline.explain.deep_lift). Reference:
 ``shap.DeepExplainer(model, background).shap_values(x)`` called the plain way (it loops over
 samples and runs one backward pass per class). Reported: wall time of each
 (median, min..max over repetitions), the speed-up, the largest absolute difference between the two
@@ -40,8 +40,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import shap
 
-    from pipeline import deep_lift, explain, fast_deep
-    from pipeline.model import CNN, MLP, Shaped
+    from pipeline.explain import deep_lift, fast_deep
+    from pipeline.nets.model import CNN, MLP, Shaped
+    from pipeline.stages import explain
 
     samples = args.samples or (200 if args.model == "cnn" else 1000)
     n, b, repeats = (20, 10, 1) if args.quick else (samples, args.background, args.repeats)
@@ -55,14 +56,14 @@ def main() -> None:
         net, ours, name = (
             Shaped(CNN((1, 28, 28), 10), (1, 28, 28)).eval(),
             deep_lift.deep_shap,
-            "pipeline.deep_lift",
+            "pipeline.explain.deep_lift",
         )
         shape = "CNN 1x28x28 -> conv 16, 32 -> 64 -> 10"
     else:
         net, ours, name = (
             MLP(784, 10, args.hidden, "relu", 0.2).eval(),
             fast_deep.deep_shap,
-            "pipeline.fast_deep",
+            "pipeline.explain.fast_deep",
         )
         shape = "MLP 784-" + "-".join(map(str, args.hidden)) + "-10"
     with torch.inference_mode():

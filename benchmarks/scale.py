@@ -7,7 +7,7 @@ and 60k MNIST-shaped samples.
 
 Each size runs in a fresh process (so its peak RSS is its own): glassnet's training path
 (benchmarks.train_loop's Trainer, batch 64, validation on a sixth as many rows) for 1 and for 3
-epochs, and pipeline.fast_deep on every training row against 100 background rows. Per size:
+epochs, and pipeline.explain.fast_deep on every training row against 100 background rows. Per size:
 seconds per epoch, explain seconds, both per 1,000 rows (flat = linear growth), the dataset's
 size and peak RSS after 1 and after 3 epochs: if training copied the data each epoch, the
 3-epoch peak would exceed the 1-epoch one by about the dataset's size per extra epoch.
@@ -39,9 +39,9 @@ def one(n: int, epochs: int, explain: bool = True) -> dict[str, float]:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     from benchmarks.train_loop import glassnet_trainer, synthetic
-    from pipeline import fast_deep
-    from pipeline.model import MLP
-    from pipeline.train import fit
+    from pipeline.explain import fast_deep
+    from pipeline.nets.model import MLP
+    from pipeline.stages.train import fit
 
     arrays = synthetic(n, n // 6)
     data_mb = sum(a.nbytes for a in arrays.values()) / 1e6

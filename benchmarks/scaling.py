@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import loadavg, log, parser, setup_logging, table
-from pipeline.datasets import Dataset, PixelScale
+from pipeline.data.datasets import Dataset, PixelScale
 
 SIDE = 28
 DIGIT = 20
@@ -70,8 +70,8 @@ def train_and_test(ds: Dataset, scaler: Any, seed: int, epochs: int) -> dict[str
     import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-    from pipeline import prepare, train
-    from pipeline.model import MLP
+    from pipeline.nets.model import MLP
+    from pipeline.stages import prepare, train
 
     arrays, _ = prepare.prepare(ds, scaler, 0.2, 0.1, seed)
     pl.seed_everything(seed, verbose=False)

@@ -11,9 +11,7 @@ spent importing (sum of the top-level imports' cumulative times), of which MLflo
 torch and SHAP, and the rest ("work": Hydra, the stage's computation, MLflow calls, writing files).
 The cold run is repeated ``--repeats`` times, each in a fresh copy (figures: median [min..max];
 per stage: medians). Then the no-op `dvc repro` (nothing changed) is timed ``--repeats`` times.
-A stage's pool worker (pipeline.parallel) reports its imports too: they run beside the stage's,
-on the other core, and are counted in the stage's import time. The report is checked too: stage
-wall, HTML size, embedded PNGs and how many of them are duplicates.
+The report is checked too: stage wall, HTML size, embedded PNGs and how many of them are duplicates.
 
 ``--baseline DIR`` (e.g. a `git worktree` of an earlier commit) runs DIR's pipeline cold as well,
 in mirrored pairs (baseline, this, then this, baseline; the count is rounded up to whole pairs):
@@ -21,8 +19,8 @@ these machines drift by 10-30% over minutes, and within a mirrored pair each sid
 to the same mean position, so a steady drift cancels in the pair's ratio. It prints both sides,
 the ratio of their medians, each pair's ratio (the sum of this checkout's two runs over the
 baseline's), and the CPU time of each cold run (user + system of every process `dvc repro`
-started, stage workers included): the work each side does, which a second process can hide from
-the wall clock but not from the CPU.
+started): the work each side does, which a second process can hide from the wall clock but not
+from the CPU.
 ``--set KEY=VALUE`` (repeatable) changes this checkout's params.yaml only: with
 ``--set explain.sanity.enabled=false --set explain.surrogate.enabled=false`` the comparison with
 an older checkout leaves out the randomisation check and the surrogate tree, which it lacked.
@@ -122,7 +120,7 @@ def pair_ratios(side: list[float], reference: list[float]) -> list[float]:
 
 def cold_repro(root: Path) -> tuple[float, list[tuple[float, str]], float]:
     """Wall time of `dvc repro`, its output lines with the time each arrived, and its CPU time
-    (every process it started: a stage waits for its pool's worker, DVC for the stage)."""
+    (every process it started: DVC waits for each stage)."""
     lines: list[tuple[float, str]] = []
     cpu = children_cpu()
     start = time.perf_counter()

@@ -17,7 +17,7 @@ thread count, for the same number of epochs, and validate every epoch:
   cross-entropy and log the validation loss and accuracy per epoch, the same in-memory
   DataLoader, a Trainer with no logger, checkpointing, callbacks or progress bar): what
   Lightning's automatic optimization costs by itself, so the table separates it from glassnet's;
-- glassnet: ``pipeline.train.fit`` (the Classifier with Lightning's automatic optimization, the
+- glassnet: ``pipeline.stages.train.fit`` (the Classifier with Lightning's automatic optimization, the
   in-memory DataModule) under a Trainer built from the composed config by the train stage's own
   ``build_trainer``: its callbacks (EpochSeed, History, WeightHistory, ModelCheckpoint with the
   atomic checkpoint plugin, EarlyStopping), the progress bar off as under DVC, and no logger (the
@@ -99,7 +99,7 @@ def lightning_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_siz
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from pipeline.lit import InMemoryRows, whole_batch
+    from pipeline.training.lit import InMemoryRows, whole_batch
 
     class Bare(pl.LightningModule):
         def __init__(self) -> None:
@@ -136,13 +136,13 @@ def lightning_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_siz
 
 
 def glassnet_trainer(folder: Path, epochs: int) -> Any:
-    """A Trainer as the train stage builds it (``pipeline.train.build_trainer``: config, callbacks,
+    """A Trainer as the train stage builds it (``pipeline.stages.train.build_trainer``: config, callbacks,
     checkpoints into ``folder``), without a logger."""
     from hydra import compose, initialize_config_dir
 
     from benchmarks.common import ROOT
     from pipeline.config import to_config
-    from pipeline.train import build_trainer
+    from pipeline.stages.train import build_trainer
 
     overrides = [
         f"trainer.max_epochs={epochs}",
@@ -157,7 +157,7 @@ def glassnet_trainer(folder: Path, epochs: int) -> Any:
 
 
 def glassnet_fit(net: torch.nn.Module, arrays: dict[str, np.ndarray], batch_size: int, trainer: Any) -> None:
-    from pipeline.train import fit
+    from pipeline.stages.train import fit
 
     fit(net, partial(torch.optim.Adam, lr=1e-3), arrays, trainer, batch_size, seed=0)
 
@@ -180,7 +180,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from pipeline.model import CNN, MLP, n_parameters
+    from pipeline.nets.model import CNN, MLP, n_parameters
 
     n_train, n_val, epochs, repeats = (
         (2_000, 500, 1, 2) if args.quick else (60_000, 10_000, epochs, args.repeats)

@@ -1,9 +1,5 @@
-"""Run a stage: ``python -m pipeline <stage> [Hydra overrides]``, e.g. ``python -m pipeline train``.
-
-The same as ``python -m pipeline.<stage>``, except that a process-pool worker the stage starts
-(pipeline.parallel) does not re-import the stage module: Python's ``spawn`` re-imports the
-parent's ``__main__`` unless it is a package's ``__main__``, like this one.
-"""
+"""Run a stage: ``python -m pipeline <stage> [Hydra overrides]``, e.g. ``python -m pipeline train``
+(the same as ``python -m pipeline.<stage>``); dvc.yaml runs every stage this way."""
 
 from __future__ import annotations
 
@@ -29,13 +25,10 @@ def main() -> None:
         sys.exit(2)
     from pipeline.cli import stage_main
 
-    if os.environ.get("LOCAL_RANK", "0") == "0":  # a DDP rank > 0 does no tracking, draws nothing
-        from pipeline import parallel
-
-        parallel.start_early(stage)
     # __import__ rather than importlib.import_module: only the import statement's machinery
     # reports to `-X importtime`, which the dvc.yaml dependency test reads.
-    module = __import__(f"pipeline.{stage}", fromlist=["run"])
+    package = "tools" if stage == "compare" else "stages"
+    module = __import__(f"pipeline.{package}.{stage}", fromlist=["run"])
     stage_main(module.run)
 
 

@@ -14,7 +14,7 @@ from pipeline import io, layout
 from pipeline.config import Config
 
 if TYPE_CHECKING:
-    from pipeline.model import Shaped
+    from pipeline.nets.model import Shaped
 
 
 def load_data(cfg: Config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -34,6 +34,6 @@ def input_shape(summary: dict[str, Any]) -> tuple[int, ...]:
 def load_model(cfg: Config) -> Shaped:
     """The trained network (eval mode), as the train stage saved it, seen through ``model.Shaped``
     (flat rows in, logits out; ``.net`` is the network itself)."""
-    from pipeline import model
+    from pipeline.nets import model
 
     return model.load(layout.model_file(cfg))

@@ -1,6 +1,6 @@
 """The Hydra entry point shared by every stage.
 
-Stages run two ways: directly (``python -m pipeline.train trainer.max_epochs=1``,
+Stages run two ways: directly (``python -m pipeline train trainer.max_epochs=1``,
 composing ``conf/``) and under DVC (``--config-dir . --config-name params``,
 reading the ``params.yaml`` that ``dvc exp run`` composed). Either way Hydra is
 told to write nothing into the project (no ``outputs/``, ``.hydra/`` or log file),
@@ -9,14 +9,13 @@ and errors a user can fix are printed as one message with a non-zero exit.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -48,22 +47,6 @@ def _quiet_argv(argv: list[str]) -> list[str]:
 
 
 SWEEP_ENV = "GLASSNET_SWEEP"
-_state = {"multirun": False}
-
-
-def exit_now(code: int) -> NoReturn:
-    """End the process without the interpreter's teardown.
-
-    Unloading torch, Lightning, MLflow and sklearn module by module took 0.4-1.2 s per stage
-    process (measured: `import pytorch_lightning` then a normal exit 4.5 s, then os._exit 3.3 s),
-    paid by every stage of every `dvc repro`. By now every output is written and closed (atomic
-    renames), the helper processes have been waited for; only buffered output remains to flush.
-    """
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
 
 
 def _announce_sweep() -> None:
@@ -73,7 +56,6 @@ def _announce_sweep() -> None:
 
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        _state["multirun"] = True
         os.environ[SWEEP_ENV] = Path(hydra_cfg.sweep.dir).name
         os.environ[SWEEP_ENV + "_JOB"] = str(hydra_cfg.job.num)
     else:
@@ -114,15 +96,4 @@ def stage_main(run: Callable[[Config], Any]) -> None:
             log.error("Stopped (%s); earlier outputs were left as they were.", err or "interrupted")
             sys.exit(130)
 
-    try:
-        _main()
-        code = 0
-    except SystemExit as stop:
-        if isinstance(stop.code, str):
-            sys.stderr.write(stop.code + "\n")
-        code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
-    if _state["multirun"] or sys.getprofile() is not None or sys.gettrace() is not None:
-        # A sweep's launcher (joblib) keeps worker processes that its exit handlers stop; a
-        # profiler (python -m cProfile -o) or coverage writes its file at exit.
-        sys.exit(code)
-    exit_now(code)
+    _main()

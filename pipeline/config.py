@@ -20,7 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline.errors import ConfigError
-from pipeline.task import Task
+from pipeline.task import Kind
 
 
 class Explainer(str, enum.Enum):
@@ -55,7 +55,7 @@ class Activation(str, enum.Enum):
 @dataclass
 class DataConfig:
     name: str = "digits"
-    loader: dict[str, Any] = field(default_factory=lambda: {"_target_": "pipeline.datasets.load_digits"})
+    loader: dict[str, Any] = field(default_factory=lambda: {"_target_": "pipeline.data.datasets.load_digits"})
     test_size: float = 0.2
     val_size: float = 0.1
     # Any scikit-learn transformer (``_target_``), fitted on the train split; null: none.
@@ -68,7 +68,7 @@ class DataConfig:
 class ModelConfig:
     """The tutorial's MLP (``model=mlp``, the default)."""
 
-    _target_: str = "pipeline.model.MLP"
+    _target_: str = "pipeline.nets.model.MLP"
     hidden_sizes: list[int] = field(default_factory=lambda: [128])
     activation: Activation = Activation.relu
     dropout: float = 0.2
@@ -84,7 +84,7 @@ class Pool(str, enum.Enum):
 class CNNConfig:
     """The small convolutional network (``model=cnn``)."""
 
-    _target_: str = "pipeline.model.CNN"
+    _target_: str = "pipeline.nets.model.CNN"
     channels: list[int] = field(default_factory=lambda: [16, 32])
     kernel_size: int = 3
     pool: Pool = Pool.max
@@ -97,7 +97,10 @@ class CNNConfig:
 # The networks glassnet ships, by ``_target_``: their keys are typed and closed, checked in every
 # stage. Any other network (``model=custom``) is open: its keys are its constructor's own, checked
 # against its signature by the train stage, which imports it.
-MODEL_SCHEMAS: dict[str, type] = {"pipeline.model.MLP": ModelConfig, "pipeline.model.CNN": CNNConfig}
+MODEL_SCHEMAS: dict[str, type] = {
+    "pipeline.nets.model.MLP": ModelConfig,
+    "pipeline.nets.model.CNN": CNNConfig,
+}
 
 
 @dataclass
@@ -190,7 +193,7 @@ class EvaluateConfig:
 
 @dataclass
 class TrustConfig:
-    """How the explanation's trustworthiness is measured (see pipeline/explain.py)."""
+    """How the explanation's trustworthiness is measured (see pipeline/stages/explain.py)."""
 
     removal_steps: int = 10
     random_orders: int = 5
@@ -199,7 +202,7 @@ class TrustConfig:
 
 @dataclass
 class SanityConfig:
-    """The weight-randomisation sanity check (pipeline/sanity.py)."""
+    """The weight-randomisation sanity check (pipeline/explain/sanity.py)."""
 
     enabled: bool = True
     n_samples: int = 50  # of the explained samples, re-explained after each randomisation step
@@ -209,7 +212,7 @@ class SanityConfig:
 
 @dataclass
 class SurrogateConfig:
-    """The decision tree fitted to the network's predictions (pipeline/surrogate.py)."""
+    """The decision tree fitted to the network's predictions (pipeline/explain/surrogate.py)."""
 
     enabled: bool = True
     max_depth: int = 8
@@ -259,7 +262,7 @@ class TrackingConfig:
 
 @dataclass
 class CompareConfig:
-    """Which MLflow runs ``python -m pipeline.compare`` ranks, and by what."""
+    """Which MLflow runs ``python -m pipeline compare`` ranks, and by what."""
 
     experiment: str | None = None  # None: tracking.experiment
     run_name_prefix: str | None = None
@@ -297,7 +300,7 @@ class PathsConfig:
 class Config:
     seed: int = 42
     # classification | regression; None: inferred by prepare from the target (see pipeline.task)
-    task: Task | None = None
+    task: Kind | None = None
     data: DataConfig = field(default_factory=DataConfig)
     # Typed by its ``_target_`` (see MODEL_SCHEMAS and to_config).
     model: Any = field(default_factory=lambda: OmegaConf.structured(ModelConfig))
@@ -363,12 +366,12 @@ _WIDTHS = ("model.hidden_sizes", lambda v: all(h > 0 for h in v), "positive laye
 _DROPOUT = ("model.dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)")
 # Ranges of the shipped networks' keys, by ``_target_``.
 _MODEL_RANGES: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
-    "pipeline.model.MLP": [
+    "pipeline.nets.model.MLP": [
         ("model.hidden_sizes", lambda v: len(v) > 0, "a non-empty list of layer widths, e.g. [128]"),
         _WIDTHS,
         _DROPOUT,
     ],
-    "pipeline.model.CNN": [
+    "pipeline.nets.model.CNN": [
         ("model.channels", lambda v: len(v) > 0, "a non-empty list of channel counts, e.g. [16, 32]"),
         ("model.channels", lambda v: all(c > 0 for c in v), "positive channel counts"),
         ("model.kernel_size", lambda v: v >= 1, "at least 1"),
@@ -386,7 +389,7 @@ def validate(cfg: DictConfig) -> None:
         if not ok(value):
             raise ConfigError(
                 f"Config key '{key}' = {value!r} is invalid: expected {expected}. "
-                f"Override it, e.g. `python -m pipeline.train {key}=...`, or fix conf/."
+                f"Override it, e.g. `python -m pipeline train {key}=...`, or fix conf/."
             )
     if cfg.data.test_size + cfg.data.val_size >= 1:
         raise ConfigError(
@@ -539,14 +542,3 @@ def check_loss(cfg: Config) -> None:
             )
         return
     check_arguments(loss, "loss")
-
-
-def as_dict(cfg: Config) -> dict[str, Any]:
-    """Plain, resolved dict (enums as their names) for logging and JSON."""
-    container = OmegaConf.to_container(cast(DictConfig, cfg), resolve=True, enum_to_str=True)
-    assert isinstance(container, dict)
-    return cast(dict[str, Any], container)
-
-
-def to_yaml(cfg: Config) -> str:
-    return OmegaConf.to_yaml(OmegaConf.create(as_dict(cfg)))

@@ -61,7 +61,7 @@ def make_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., C
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, dict[str, Any]]]:
     """Every stage runs once, in-process, on the digits with small settings."""
-    from pipeline import evaluate, explain, prepare, publish, report, train, visualize
+    from pipeline.stages import evaluate, explain, prepare, publish, report, train, visualize
 
     folder = tmp_path_factory.mktemp("run")
     old = os.getcwd()
@@ -86,7 +86,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config
 def regression_trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, dict[str, Any]]]:
     """The diabetes table (a regression) prepared and trained, in-process, with small settings;
     the later stages are left to the test (see regression_run)."""
-    from pipeline import prepare, train
+    from pipeline.stages import prepare, train
 
     folder = tmp_path_factory.mktemp("regression")
     old = os.getcwd()
@@ -103,7 +103,7 @@ def regression_run(
     regression_trained: tuple[Config, dict[str, Any]],
 ) -> Iterator[tuple[Config, dict[str, Any]]]:
     """Every stage once on the diabetes regression (after regression_trained), in-process."""
-    from pipeline import evaluate, explain, publish, report, visualize
+    from pipeline.stages import evaluate, explain, publish, report, visualize
 
     cfg, results = regression_trained
     old = os.getcwd()
@@ -125,7 +125,8 @@ def regression_run(
 @pytest.fixture(scope="session")
 def compared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path, list[str]]]:
     """Three real runs with different hidden sizes, then the comparison page."""
-    from pipeline import compare, evaluate, explain, prepare, publish, train
+    from pipeline.stages import evaluate, explain, prepare, publish, train
+    from pipeline.tools import compare
 
     folder = tmp_path_factory.mktemp("compare")
     old = os.getcwd()

@@ -6,7 +6,8 @@
   modules of the ``_target_`` entries of the config sections the stage declares.
 - ``config_reads(modules)``: the config keys those modules read, as attribute chains on ``cfg``
   (``cfg.explain.n_samples`` -> ``explain.n_samples``; ``ecfg = cfg.explain`` reads all of
-  ``explain``); passing the whole ``cfg`` to ``as_dict``/``to_yaml`` reads everything ("*").
+  ``explain``); passing the whole ``cfg`` to OmegaConf's ``to_container``/``to_yaml`` reads
+  everything ("*").
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pipeline"
 # Validation and the entry point read every key by design, whatever the stage.
-NOT_READERS = {"pipeline.config", "pipeline.cli", "pipeline.params"}
-WHOLE_CONFIG_CALLS = {"as_dict", "to_yaml", "to_container"}
+NOT_READERS = {"pipeline.config", "pipeline.cli", "pipeline.tools.params"}
+# OmegaConf's functions that turn a whole config into plain data or text.
+WHOLE_CONFIG_CALLS = {"to_container", "to_yaml"}
 
 
 def module_file(name: str) -> Path | None:
@@ -50,7 +52,7 @@ def _with_packages(name: str) -> set[str]:
 
 def import_closure(start: Iterable[str], stage: str | None = None, targets: Iterable[str] = ()) -> set[str]:
     """Modules reachable from ``start`` (see the module docstring)."""
-    from pipeline import figures
+    from pipeline.plots import figures
 
     todo = [*start, *targets]
     seen: set[str] = set()
@@ -63,7 +65,7 @@ def import_closure(start: Iterable[str], stage: str | None = None, targets: Iter
             path = module_file(found)
             assert path is not None
             todo.extend(_imported(ast.parse(path.read_text())))
-            if found == "pipeline.figures" and stage is not None:
+            if found == "pipeline.plots.figures" and stage is not None:
                 todo.extend(s.draw.split(":")[0] for s in figures.FIGURES if s.stage == stage)
     return seen
 

@@ -1,6 +1,6 @@
 """A Lightning callback that records what training did, for tests that run the real CLI.
 
-Added to a `python -m pipeline.train` run through the config, like any user callback:
+Added to a `python -m pipeline.stages.train` run through the config, like any user callback:
 
     +train.callbacks.probe._target_=tests.probes.TrainingProbe +train.callbacks.probe.path=probe.json
 

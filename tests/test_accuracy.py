@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import evaluate, prepare, train
+from pipeline.stages import evaluate, prepare, train
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.datasets import IMAGES_MAGIC, MNIST_FILES
+from pipeline.data.datasets import IMAGES_MAGIC, MNIST_FILES
 from tests.conftest import FAST, ROOT, isolated_overrides
 from tests.test_datasets import split_table, table, write_mnist, write_sorted_mnist
 

@@ -40,12 +40,12 @@ def test_train_loop_cnn() -> None:
 
 def test_explain() -> None:
     out = bench("explain")
-    assert "shap.DeepExplainer (plain call)" in out and "glassnet (pipeline.fast_deep)" in out
+    assert "shap.DeepExplainer (plain call)" in out and "glassnet (pipeline.explain.fast_deep)" in out
 
 
 def test_explain_cnn() -> None:
     out = bench("explain", "--model", "cnn")
-    assert "shap.DeepExplainer (plain call)" in out and "glassnet (pipeline.deep_lift)" in out
+    assert "shap.DeepExplainer (plain call)" in out and "glassnet (pipeline.explain.deep_lift)" in out
 
 
 @pytest.mark.slow  # a whole `dvc repro` in a temporary copy of the project

@@ -1,5 +1,6 @@
-"""The explanation checks with numbers: the weight-randomisation sanity check (pipeline.sanity),
-the surrogate tree (pipeline.surrogate) and the similarity measures they use (pipeline.similarity)."""
+"""The explanation checks with numbers: the weight-randomisation sanity check
+(pipeline.explain.sanity), the surrogate tree (pipeline.explain.surrogate) and the similarity
+measures they use (pipeline.explain.similarity)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import torch
 from markupsafe import escape
 from torch import nn
 
-from pipeline import explain, figures, io, layout, sanity, similarity, surrogate
+from pipeline import io, layout
 from pipeline.config import Config
-from pipeline.model import MLP
+from pipeline.explain import sanity, similarity, surrogate
+from pipeline.nets.model import MLP
+from pipeline.plots import figures
+from pipeline.stages import explain
 
 # --- similarity ------------------------------------------------------------------------------------
 
@@ -106,7 +110,7 @@ def test_deep_shap_on_a_trained_net_passes_and_cascade_goes_from_the_output(
     make_cfg: Callable[..., Config],
 ) -> None:
     """On a network that learned the digits, DeepSHAP's maps change once the weights are random."""
-    from pipeline import prepare, train
+    from pipeline.stages import prepare, train
 
     cfg = make_cfg("trainer.max_epochs=15")
     prepare.run(cfg)
@@ -221,7 +225,7 @@ def test_the_stage_writes_checks_metrics_plots_and_figures(small_run: tuple[Conf
 
 
 def test_each_check_has_an_off_switch(make_cfg: Callable[..., Config]) -> None:
-    from pipeline import prepare, train
+    from pipeline.stages import prepare, train
 
     cfg = make_cfg("explain.sanity.enabled=false", "explain.surrogate.enabled=false")
     prepare.run(cfg)

@@ -14,7 +14,7 @@ QUIET = ["hydra/job_logging=stdout"]
 
 def _prepare(folder: Path, *python: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *python, "-m", "pipeline.prepare", f"paths.prepare={folder / 'prep'}"],
+        [sys.executable, *python, "-m", "pipeline.stages.prepare", f"paths.prepare={folder / 'prep'}"],
         cwd=folder,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -32,7 +32,7 @@ def test_a_stage_ends_with_its_outputs_and_log_written(tmp_path: Path) -> None:
 
 def test_a_failing_stage_keeps_its_exit_code_and_message(tmp_path: Path) -> None:
     failed = subprocess.run(
-        [sys.executable, "-m", "pipeline.prepare", "data.test_size=2.0"],
+        [sys.executable, "-m", "pipeline.stages.prepare", "data.test_size=2.0"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import compare, figures
 from pipeline.errors import GlassnetError
+from pipeline.plots import figures
+from pipeline.tools import compare
 from pipeline.tracking.location import resolve_uri
 from pipeline.tracking.queries import RunRecord
 from tests.test_report import parse
@@ -54,7 +55,7 @@ def test_leaderboard_order_matches_mlflow(compared) -> None:  # type: ignore[no-
     assert len(page.images) >= 2 + 2  # param plot, curves, explanation figures of the best two
     for sid, _ in compare.SECTIONS:
         assert sid in page.ids
-    # The best runs' explanation figures carry the report's captions (pipeline.figures).
+    # The best runs' explanation figures carry the report's captions (pipeline.plots.figures).
     assert figures.spec("feature_importance").caption[:60] in html.replace("&#39;", "'")
 
 

@@ -15,7 +15,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from pipeline.config import PathsConfig, to_config
 from pipeline.errors import ConfigError
-from pipeline.params import compose_params
+from pipeline.tools.params import compose_params
 from tests.conftest import CONF, ROOT, compose_conf
 
 
@@ -91,7 +91,7 @@ def test_networks_are_typed_by_their_target_and_open_otherwise() -> None:
     with pytest.raises(ConfigError, match=r"'model\._target_' has no value.*model=custom model\._target_="):
         to_config(compose_conf(["model=custom"]))
     lenet = to_config(compose_conf(["+experiment=lenet"]))
-    assert lenet.model._target_ == "pipeline.model.CNN"
+    assert lenet.model._target_ == "pipeline.nets.model.CNN"
     assert (lenet.model.channels, lenet.model.kernel_size, lenet.model.hidden_sizes) == (
         [6, 16],
         5,
@@ -160,7 +160,7 @@ def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_rejects_unknown_key_cleanly(tmp_path: Path) -> None:
-    out = _run_cli(["pipeline.prepare", "+data.colour=red"], tmp_path)
+    out = _run_cli(["pipeline.stages.prepare", "+data.colour=red"], tmp_path)
     assert out.returncode == 2
     text = out.stdout + out.stderr
     assert "data.colour" in text
@@ -169,21 +169,21 @@ def test_cli_rejects_unknown_key_cleanly(tmp_path: Path) -> None:
 
 
 def test_cli_rejects_out_of_range_value_cleanly(tmp_path: Path) -> None:
-    out = _run_cli(["pipeline.train", "optim.lr=-1"], tmp_path)
+    out = _run_cli(["pipeline.stages.train", "optim.lr=-1"], tmp_path)
     assert out.returncode == 2
     assert "optim.lr" in out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
 
 
 def test_cli_stage_leaves_no_hydra_litter(tmp_path: Path) -> None:
-    out = _run_cli(["pipeline.prepare", "paths.prepare=prep"], tmp_path)
+    out = _run_cli(["pipeline.stages.prepare", "paths.prepare=prep"], tmp_path)
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prep"]
     assert sorted(p.name for p in (tmp_path / "prep").iterdir()) == ["data", "summary.json"]
 
 
 def test_cli_stage_before_its_inputs_says_what_to_run(tmp_path: Path) -> None:
-    out = _run_cli(["pipeline.explain"], tmp_path)
+    out = _run_cli(["pipeline.stages.explain"], tmp_path)
     assert out.returncode == 2
     text = out.stdout + out.stderr
     assert "run the 'prepare' stage first" in text

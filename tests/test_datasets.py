@@ -14,10 +14,12 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import datasets, layout, prepare
+from pipeline import layout
 from pipeline.config import Config
-from pipeline.datasets import IMAGES_MAGIC, LABELS_MAGIC, MNIST_FILES, Dataset
+from pipeline.data import datasets
+from pipeline.data.datasets import IMAGES_MAGIC, LABELS_MAGIC, MNIST_FILES, Dataset
 from pipeline.errors import ConfigError, DataError
+from pipeline.stages import prepare
 
 # ------------------------------------------------------------------------------------ IDX files
 
@@ -323,7 +325,7 @@ def test_loader_options_are_checked_naming_the_key() -> None:
     from omegaconf import OmegaConf
 
     def loader(**kw: Any) -> Any:
-        return OmegaConf.create({"_target_": "pipeline.datasets.load_table", **kw})
+        return OmegaConf.create({"_target_": "pipeline.data.datasets.load_table", **kw})
 
     with pytest.raises(ConfigError, match=r"'data\.loader\.colour' is not an option.*accepts: path, target"):
         prepare.load_dataset(loader(path="x", target="y", colour="red"))
@@ -376,7 +378,7 @@ def test_batch_size_above_train_split() -> None:
 
 def run_pipeline(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Run every stage; record the feature names the explain stage draws its bars with."""
-    from pipeline import evaluate, explain, report, train, visualize
+    from pipeline.stages import evaluate, explain, report, train, visualize
 
     drawn: dict[str, Any] = {}
     original = explain.figure_jobs
@@ -466,7 +468,7 @@ def test_small_tables_run_with_every_default(
     expected = (
         {"uri": str(path)}
         if data == "csv150"
-        else {"tags": {"loader": "pipeline.datasets.load_breast_cancer"}}
+        else {"tags": {"loader": "pipeline.data.datasets.load_breast_cancer"}}
     )
     assert sources == {json.dumps(expected, sort_keys=True)}
 

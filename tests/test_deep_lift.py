@@ -1,4 +1,4 @@
-"""pipeline.deep_lift gives shap.DeepExplainer's numbers for chains of layers (convolutional nets
+"""pipeline.explain.deep_lift gives shap.DeepExplainer's numbers for chains of layers (convolutional nets
 included), and explain sends a network it cannot trace as a chain to shap itself."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import deep_lift, explain
-from pipeline.model import CNN, MLP, Shaped
+from pipeline.explain import deep_lift
+from pipeline.nets.model import CNN, MLP, Shaped
+from pipeline.stages import explain
 
 
 def shap_reference(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,8 +169,8 @@ def test_explain_picks_each_path_by_the_layers_it_finds() -> None:
     cnn = NETS["cnn max pool"]().eval()
     background = rng.normal(size=(8, 64)).astype(np.float32)
     X = rng.normal(size=(4, 64)).astype(np.float32)
-    assert explain.explainer_path("deep", mlp, background) == "closed form (pipeline.fast_deep)"
-    assert explain.explainer_path("deep", cnn, background) == "batched DeepLIFT (pipeline.deep_lift)"
+    assert explain.explainer_path("deep", mlp, background) == "closed form (pipeline.explain.fast_deep)"
+    assert explain.explainer_path("deep", cnn, background) == "batched DeepLIFT (pipeline.explain.deep_lift)"
     values, base = explain.deep_shap(cnn, background, X)
     expected, _ = shap_reference(cnn, background, X)
     assert base.shape == (4, 5)  # one base row per sample, as every explainer gives

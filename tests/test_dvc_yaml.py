@@ -39,7 +39,7 @@ def _targets(stage: dict) -> list[str]:  # type: ignore[type-arg]
 
 
 def closure(name: str) -> set[str]:
-    return import_closure([*ENTRY, f"pipeline.{name}"], stage=name, targets=_targets(STAGES[name]))
+    return import_closure([*ENTRY, f"pipeline.stages.{name}"], stage=name, targets=_targets(STAGES[name]))
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -66,7 +66,14 @@ def test_stage_params_cover_every_key_it_reads(name: str) -> None:
 
 
 def test_report_reads_its_templates() -> None:
-    assert "pipeline/templates" in STAGES["report"]["deps"]
+    assert "pipeline/report/templates" in STAGES["report"]["deps"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_a_stage_that_reads_the_figure_registry_lists_its_data(name: str) -> None:
+    """The registry's titles and captions are data (figures.yaml) read by pipeline.plots.figures."""
+    listed = "pipeline/plots/figures.yaml" in STAGES[name]["deps"]
+    assert listed == ("pipeline.plots.figures" in closure(name))
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -78,7 +85,7 @@ def test_stage_command_runs_its_module(name: str) -> None:
 def test_closure_follows_lazy_imports_and_the_figure_registry() -> None:
     """The derivation itself: imports inside functions and drawing modules named by the registry count."""
     found = closure("explain")
-    assert "pipeline.fast_deep" in found  # imported by explain
-    assert "pipeline.plots.attribution" in found  # named by pipeline.figures for explain's figures
+    assert "pipeline.explain.fast_deep" in found  # imported by explain
+    assert "pipeline.plots.attribution" in found  # named by pipeline.plots.figures for explain's figures
     assert "pipeline.plots.network" not in closure("evaluate")
-    assert config_reads(["pipeline.explain"]) >= {"explain.n_samples", "report.dpi"}
+    assert config_reads(["pipeline.stages.explain"]) >= {"explain.n_samples", "report.dpi"}

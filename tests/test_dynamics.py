@@ -11,8 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import dynamics, layout, model, stats
+from pipeline import layout, stats
+from pipeline.nets import model
 from pipeline.plots import network as net_figs
+from pipeline.training import dynamics
 from tests.conftest import compose_conf
 
 
@@ -60,7 +62,7 @@ def test_gradient_depth_ratio_by_hand() -> None:
 
 def _fit_depth_ratio(activation: str, tmp_path: Path) -> tuple[dict, float]:  # type: ignore[type-arg]
     from pipeline.config import to_config
-    from pipeline.train import build_trainer, fit
+    from pipeline.stages.train import build_trainer, fit
 
     rng = np.random.default_rng(0)
     arrays = {

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import evaluate
+from pipeline.stages import evaluate
 
 
 def test_confusion_and_per_class_scores() -> None:

@@ -13,10 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import explain, figures, io, layout, surrogate
+from pipeline import io, layout
 from pipeline.config import Config, TrustConfig
+from pipeline.explain import surrogate
 from pipeline.plots import attribution as figs
 from pipeline.plots import checks as check_figs
+from pipeline.plots import figures
+from pipeline.stages import explain
 
 # --- statistics on hand-made cases -------------------------------------------------------------
 
@@ -155,7 +158,8 @@ def test_the_stage_explains_the_single_output_and_its_checks_hold(
 ) -> None:
     cfg, metrics = explained
     assert (
-        json.loads(Path(cfg.paths.explain_metrics).read_text())["path"] == "closed form (pipeline.fast_deep)"
+        json.loads(Path(cfg.paths.explain_metrics).read_text())["path"]
+        == "closed form (pipeline.explain.fast_deep)"
     )
     shap = np.load(layout.shap_file(cfg))
     n = metrics["n_samples"]

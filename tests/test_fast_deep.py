@@ -1,4 +1,4 @@
-"""pipeline.fast_deep gives shap.DeepExplainer's numbers (it replaces the plain call in explain)."""
+"""pipeline.explain.fast_deep gives shap.DeepExplainer's numbers (it replaces the plain call in explain)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import fast_deep
-from pipeline.model import MLP
+from pipeline.explain import fast_deep
+from pipeline.nets.model import MLP
 
 
 def shap_reference(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import figures, layout
+from pipeline import layout
+from pipeline.plots import figures
 
 
 def test_every_figure_has_text_a_section_a_stage_and_a_drawing_function() -> None:
@@ -54,7 +55,7 @@ def test_unknown_names_are_refused_with_the_known_ones() -> None:
 
 
 def test_the_registry_and_the_report_import_no_plotting_code() -> None:
-    code = "import sys, pipeline.figures, pipeline.report; print('matplotlib' in sys.modules)"
+    code = "import sys, pipeline.plots.figures, pipeline.stages.report; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

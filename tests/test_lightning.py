@@ -170,7 +170,7 @@ def test_trainer_keys_are_checked_against_the_target_not_a_fixed_list() -> None:
 def test_every_scheduler_option_builds_in_lightnings_format(
     option: str, cls: str | None, monitor: str | None
 ) -> None:
-    from pipeline.train import optimizer_factory
+    from pipeline.stages.train import optimizer_factory
 
     assert (CONF / "scheduler" / f"{option}.yaml").exists()
     cfg = to_config(compose_conf([f"scheduler={option}", "trainer.max_epochs=9"]))
@@ -211,7 +211,7 @@ def test_a_bad_scheduler_key_is_named(overrides: list[str], expected: str) -> No
 def test_callbacks_from_config_are_appended_to_the_stages_own(tmp_path: Path) -> None:
     from pytorch_lightning.callbacks import LearningRateMonitor
 
-    from pipeline.train import build_trainer
+    from pipeline.stages.train import build_trainer
 
     cfg = to_config(
         compose_conf(
@@ -247,7 +247,7 @@ def test_callbacks_from_config_are_appended_to_the_stages_own(tmp_path: Path) ->
     ],
 )
 def test_a_bad_callback_names_its_key(override: str, expected: str, tmp_path: Path) -> None:
-    from pipeline.train import build_trainer
+    from pipeline.stages.train import build_trainer
 
     with pytest.raises(ConfigError, match=expected):
         build_trainer(to_config(compose_conf(["trainer.accelerator=cpu", override])), False, tmp_path)
@@ -259,7 +259,7 @@ def test_a_bad_callback_names_its_key(override: str, expected: str, tmp_path: Pa
 def test_checkpoints_are_written_atomically_and_a_stop_signal_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.lit import AtomicCheckpointIO
+    from pipeline.training.lit import AtomicCheckpointIO
 
     plugin, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     plugin.save_checkpoint({"epoch": 1}, path)
@@ -286,8 +286,8 @@ def test_checkpoints_are_written_atomically_and_a_stop_signal_waits(
 
 
 def test_the_trainer_writes_through_the_atomic_plugin(tmp_path: Path) -> None:
-    from pipeline.lit import AtomicCheckpointIO
-    from pipeline.train import build_trainer
+    from pipeline.stages.train import build_trainer
+    from pipeline.training.lit import AtomicCheckpointIO
 
     trainer, _ = build_trainer(to_config(compose_conf(["trainer.accelerator=cpu"])), False, tmp_path)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
@@ -296,8 +296,8 @@ def test_the_trainer_writes_through_the_atomic_plugin(tmp_path: Path) -> None:
 def test_fit_raises_none_of_the_quieted_warnings(tmp_path: Path) -> None:
     from pytorch_lightning.loggers import CSVLogger
 
-    from pipeline import model
-    from pipeline.train import build_trainer, fit
+    from pipeline.nets import model
+    from pipeline.stages.train import build_trainer, fit
 
     rng = np.random.default_rng(0)
     arrays: dict[str, np.ndarray] = {
@@ -421,7 +421,7 @@ def test_a_misspelt_trainer_key_stops_the_stage_naming_the_closest(project: Path
 
 
 def test_building_a_trainer_logs_no_advert(tmp_path: Path) -> None:
-    from pipeline.train import build_trainer
+    from pipeline.stages.train import build_trainer
 
     seen: list[str] = []
 
@@ -448,7 +448,7 @@ def test_building_a_trainer_logs_no_advert(tmp_path: Path) -> None:
 def test_learner_attribute_assignment_keeps_nn_module_semantics() -> None:
     """Learner.__setattr__'s shortcut (a plain value replacing a plain attribute) must not change
     what nn.Module does with parameters, submodules and buffers."""
-    from pipeline.lit import Learner
+    from pipeline.training.lit import Learner
 
     learner = Learner(torch.nn.Linear(3, 2), lambda params: torch.optim.SGD(params, lr=0.1))
     learner.note = "a"
@@ -470,7 +470,7 @@ def test_learner_attribute_assignment_keeps_nn_module_semantics() -> None:
 def test_in_memory_data_moves_batches_as_lightnings_default_does() -> None:
     from lightning_fabric.utilities.apply_func import move_data_to_device
 
-    from pipeline.lit import InMemoryData
+    from pipeline.training.lit import InMemoryData
 
     data = InMemoryData({"X_train": np.ones((4, 3), np.float32), "y_train": np.arange(4)}, 2, 0)
     batch = (torch.ones(4, 3), torch.arange(4))
@@ -511,7 +511,7 @@ class _Terminal:
 def test_lightnings_bar_follows_glassnet_progress(
     setting: str, terminal: bool, expected: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.train import build_trainer
+    from pipeline.stages.train import build_trainer
 
     monkeypatch.setenv("GLASSNET_PROGRESS", setting)
     if terminal:
@@ -529,8 +529,8 @@ def test_the_default_profiler_is_a_cheap_pass_through_and_a_named_one_is_lightni
 
     from pytorch_lightning.profilers import PassThroughProfiler, SimpleProfiler
 
-    from pipeline.lit import NoProfiler
-    from pipeline.train import build_trainer
+    from pipeline.stages.train import build_trainer
+    from pipeline.training.lit import NoProfiler
 
     base = ["trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
     trainer, _ = build_trainer(to_config(compose_conf(base)), False, tmp_path / "a")
@@ -545,7 +545,7 @@ def test_the_default_profiler_is_a_cheap_pass_through_and_a_named_one_is_lightni
 
 
 def test_callback_histories_round_trip_through_a_checkpoint_as_one_string(tmp_path: Path) -> None:
-    from pipeline.lit import GradientNorms, History, WeightHistory
+    from pipeline.training.lit import GradientNorms, History, WeightHistory
 
     history, weights, grads = History(), WeightHistory(), GradientNorms()
     history.rows = [
@@ -580,72 +580,3 @@ def test_callback_histories_round_trip_through_a_checkpoint_as_one_string(tmp_pa
     older = History()
     older.load_state_dict({"rows": history.rows[1:]})
     assert older.rows == history.rows[1:]
-
-
-class ThreadProbe(pl.Callback):
-    """Records torch's thread count at each training batch."""
-
-    def __init__(self) -> None:
-        self.seen: list[int] = []
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        self.seen.append(torch.get_num_threads())
-
-
-# MLP(4, 2, [8]) has 58 parameters: 6 x 58 x 160 rows x 2 epochs = 111,360 multiply-adds.
-@pytest.mark.parametrize(("max_flop", "expected"), [(1e6, 2), (1e5, 3)])
-def test_spare_core_leaves_a_thread_free_for_a_small_fit_only(max_flop: float, expected: int) -> None:
-    from pipeline import model
-    from pipeline.lit import SpareCore
-    from pipeline.train import fit
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(3)  # whatever this machine's cores
-    try:
-        probe = ThreadProbe()
-        trainer = pl.Trainer(
-            max_epochs=2,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[SpareCore(160, 2, max_flop=max_flop), probe],
-        )
-        rng = np.random.default_rng(0)
-        arrays = {
-            "X_train": rng.normal(size=(160, 4)).astype(np.float32),
-            "y_train": rng.integers(0, 2, 160),
-            "X_val": rng.normal(size=(20, 4)).astype(np.float32),
-            "y_val": rng.integers(0, 2, 20),
-        }
-        fit(model.MLP(4, 2, [8], "relu", 0.0), torch.optim.SGD, arrays, trainer, 32, 0)
-        # Decided once before the fit (never from timing, so a run repeats exactly), restored after.
-        assert probe.seen == [expected] * 10
-        assert torch.get_num_threads() == 3
-    finally:
-        torch.set_num_threads(before)
-
-
-def test_the_stage_leaves_the_worker_a_core_for_the_default_digits_fit_only(tmp_path: Path) -> None:
-    from pytorch_lightning.loggers import CSVLogger
-
-    from pipeline.lit import SpareCore
-    from pipeline.model import CNN, MLP
-    from pipeline.train import build_trainer
-
-    cfg = to_config(compose_conf(["trainer.accelerator=cpu"]))
-    # A logger, as the stage's PoolLogger: the worker is there. 1,293 rows: digits' train split.
-    _, roles = build_trainer(cfg, CSVLogger(tmp_path), tmp_path, train_rows=1293)
-    spare = roles["spare_core"]
-    assert isinstance(spare, SpareCore)
-    assert spare.flop(pl.LightningModule()) == 0
-    digits = pl.LightningModule()
-    digits.net = MLP(64, 10, [128], "relu", 0.2)
-    assert spare.flop(digits) < spare.max_flop  # ~4.5 GFLOP
-    mnist = pl.LightningModule()
-    mnist.net = CNN((1, 28, 28), 10)
-    spare.rows = 54_000
-    assert spare.flop(mnist) > spare.max_flop
-    _, without = build_trainer(cfg, False, tmp_path, train_rows=1293)  # no worker: no spare core
-    assert "spare_core" not in without

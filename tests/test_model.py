@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import model
 from pipeline.errors import ConfigError, MissingInputError
+from pipeline.nets import model
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
@@ -55,7 +55,7 @@ def test_a_cnn_takes_images_and_is_seen_through_flat_rows(tmp_path: Path) -> Non
         "Flatten", "Linear", "ReLU", "Dropout", "Linear",
     ]  # fmt: skip
     model.save(
-        net, tmp_path / "cnn.pt", target="pipeline.model.CNN", arguments=arguments, input_shape=(1, 8, 8)
+        net, tmp_path / "cnn.pt", target="pipeline.nets.model.CNN", arguments=arguments, input_shape=(1, 8, 8)
     )
     loaded = model.load(tmp_path / "cnn.pt")
     assert torch.equal(loaded(images.reshape(5, 64)), net(images))  # flat rows in, same logits

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import evaluate, explain, layout, prepare, report, train, visualize
+from pipeline import layout
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+from pipeline.stages import evaluate, explain, prepare, report, train, visualize
 from tests.conftest import ROOT
 
 
@@ -119,10 +120,10 @@ def test_the_cnn_preset_learns_the_digits_and_every_stage_runs(make_cfg: Callabl
     accuracy = out["evaluate"]["metrics"]["accuracy"]  # type: ignore[index]
     assert accuracy >= 0.97, accuracy
     run = json.loads(layout.run_file(cfg).read_text())
-    assert run["arch"]["_target_"] == "pipeline.model.CNN" and run["arch"]["input_shape"] == [1, 8, 8]
+    assert run["arch"]["_target_"] == "pipeline.nets.model.CNN" and run["arch"]["input_shape"] == [1, 8, 8]
     # SHAP through the batched DeepLIFT rules (convolutions have no closed form here): additive.
     assert out["explain"]["additivity_max_error"] < 1e-3  # type: ignore[index]
-    path = "batched DeepLIFT (pipeline.deep_lift)"
+    path = "batched DeepLIFT (pipeline.explain.deep_lift)"
     assert json.loads(Path(cfg.paths.explain_metrics).read_text())["path"] == path
     html = Path(cfg.paths.report).read_text()
     assert f"explainer ({path})" in html
@@ -159,7 +160,7 @@ def test_a_users_network_runs_through_every_stage(mynets: Path, make_cfg: Callab
     mlflow.set_tracking_uri(run["tracking_uri"])  # models:/ URIs resolve in the current store
     logged = mlflow.pytorch.load_model(run["model_uri"])
     X = np.load(layout.data_file(cfg) / "X_test.npy")[:4]
-    from pipeline import model
+    from pipeline.nets import model
 
     with torch.no_grad():
         assert torch.allclose(
@@ -174,7 +175,8 @@ def test_grad_cam_points_at_the_pixels_that_raised_the_class() -> None:
     import torch
     from torch import nn
 
-    from pipeline import model, visualize
+    from pipeline.nets import model
+    from pipeline.stages import visualize
 
     class TwoInks(nn.Module):
         def __init__(self) -> None:

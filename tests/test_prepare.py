@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import artifacts, prepare
-from pipeline.datasets import Dataset, load_digits
+from pipeline import artifacts
+from pipeline.data.datasets import Dataset, load_digits
 from pipeline.errors import DataError
+from pipeline.stages import prepare
 
 
 def _toy(n: int = 200, classes: int = 4) -> Dataset:

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline import explain, progress, projection
+from pipeline import progress
 from pipeline.errors import ConfigError
+from pipeline.internals import projection
+from pipeline.stages import explain
 from tests.test_explain import _tiny_mlp
 
 
@@ -98,10 +100,11 @@ def test_tsne_shows_its_iterations_and_projects_the_same(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     X = np.random.default_rng(0).normal(size=(80, 5))
-    quiet = projection.project(X, "tsne", seed=0, perplexity=10, pca_dims=50)
+    job = {("tsne", ""): X}
+    quiet = projection.project_all(job, seed=0, perplexity=10, pca_dims=50)[("tsne", "")]
     assert capsys.readouterr().err == "" and capsys.readouterr().out == ""
     monkeypatch.setenv(progress.VARIABLE, "always")
-    shown = projection.project(X, "tsne", seed=0, perplexity=10, pca_dims=50)
+    shown = projection.project_all(job, seed=0, perplexity=10, pca_dims=50)[("tsne", "")]
     captured = capsys.readouterr()
     assert np.array_equal(quiet, shown)
     assert captured.out == ""  # scikit-learn's own report is read for the bar, not printed

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import io, layout, publish
+from pipeline import io, layout
 from pipeline.config import Config
 from pipeline.errors import MissingInputError
+from pipeline.stages import publish
 from pipeline.tracking import records, runs
 
 

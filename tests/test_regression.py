@@ -15,9 +15,11 @@ from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from pipeline import artifacts, datasets, evaluate, io, layout, prepare, train
+from pipeline import artifacts, io, layout
 from pipeline.config import Config
+from pipeline.data import datasets
 from pipeline.errors import ConfigError, DataError
+from pipeline.stages import evaluate, prepare, train
 
 # ------------------------------------------------------------------------------- pure parts
 
@@ -217,7 +219,7 @@ def test_the_diabetes_preset_reaches_r2_040(make_cfg: Callable[..., Config]) -> 
 
 
 def test_compare_ranks_regressions_by_test_rmse_lower_first() -> None:
-    from pipeline import compare
+    from pipeline.tools import compare
     from pipeline.tracking.queries import RunRecord
 
     def record(name: str, task: str, **metrics: float) -> RunRecord:
@@ -244,7 +246,7 @@ def test_the_report_speaks_of_errors_in_the_target_units(
     import html as html_lib
     import re
 
-    from pipeline import figures
+    from pipeline.plots import figures
 
     cfg, results = regression_run
     page = Path(cfg.paths.report).read_text(encoding="utf-8")
@@ -299,7 +301,7 @@ def test_a_csv_target_and_a_users_own_network(
 
     import pandas as pd
 
-    from pipeline import explain
+    from pipeline.stages import explain
 
     (tmp_path / "usercode").mkdir()
     (tmp_path / "usercode" / "regnets.py").write_text(REGNETS)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline import html as page_html
-from pipeline import report
+from pipeline.report import html as page_html
+from pipeline.stages import report
 
 
 class _Collector(HTMLParser):
@@ -63,7 +63,7 @@ def test_both_pages_extend_one_layout() -> None:
 
 
 def test_section_figures_follow_the_registry(tmp_path: Path) -> None:
-    from pipeline import figures
+    from pipeline.plots import figures
 
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, format="PNG")

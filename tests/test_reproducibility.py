@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import evaluate, explain, layout, prepare, train
+from pipeline import layout
+from pipeline.stages import evaluate, explain, prepare, train
 from tests.conftest import make_config
 
 

@@ -12,10 +12,11 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from pipeline import layout, model
+from pipeline import layout
 from pipeline.errors import TrainingError
-from pipeline.lit import InMemoryData
-from pipeline.train import check_finite
+from pipeline.nets import model
+from pipeline.stages.train import check_finite
+from pipeline.training.lit import InMemoryData
 
 
 def _arrays(n_train: int = 150, n_val: int = 40) -> dict[str, np.ndarray]:
@@ -82,7 +83,7 @@ def test_ranks_share_an_epoch_in_equal_disjoint_shards() -> None:
 def _fit(epochs: int = 2, **trainer_options: Any) -> tuple[dict[str, torch.Tensor], int]:
     import pytorch_lightning as pl
 
-    from pipeline.train import fit
+    from pipeline.stages.train import fit
 
     torch.manual_seed(0)
     net = model.MLP(8, 3, [16], "relu", 0.2)
@@ -116,8 +117,8 @@ def test_a_resumed_fit_continues_as_an_uninterrupted_one(tmp_path: Path) -> None
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from pipeline.lit import AtomicCheckpointIO, EpochSeed, History
-    from pipeline.train import fit
+    from pipeline.stages.train import fit
+    from pipeline.training.lit import AtomicCheckpointIO, EpochSeed, History
 
     def run(epochs: int, folder: Path, resume: Path | None = None) -> tuple[dict[str, torch.Tensor], History]:
         torch.manual_seed(0)
@@ -175,7 +176,8 @@ def test_train_outputs_and_mlflow_run(small_run) -> None:  # type: ignore[no-unt
     for context, split in (("training", "train"), ("validation", "val"), ("test", "test")):
         assert splits[context].name == f"digits-{split}"
         assert json.loads(splits[context].profile)["targets_shape"] == [sizes[split]]
-        assert json.loads(splits[context].source) == {"tags": {"loader": "pipeline.datasets.load_digits"}}
+        loader = "pipeline.data.datasets.load_digits"
+        assert json.loads(splits[context].source) == {"tags": {"loader": loader}}
 
     net = model.load(layout.model_file(cfg))
     mlflow.set_tracking_uri(run["tracking_uri"])

@@ -11,7 +11,7 @@ from dvc_render.html import HTML
 from dvc_render.vega import VegaRenderer
 from dvc_render.vega_templates import TEMPLATES
 
-from pipeline import vega
+from pipeline.tools import vega
 from tests.conftest import ROOT
 
 
@@ -72,5 +72,5 @@ def test_write_is_deterministic(tmp_path: Path) -> None:
 def test_project_template_is_configured_and_current(template: str) -> None:
     path = vega.template_path(ROOT)
     assert path == ROOT / ".dvc" / "plots.html"
-    assert path.is_file(), f"{path} is missing: run `make setup` (it runs python -m pipeline.vega)"
+    assert path.is_file(), f"{path} is missing: run `make setup` (it runs python -m pipeline.tools.vega)"
     assert path.read_text(encoding="utf-8") == template, f"{path} is stale: run `make setup`"

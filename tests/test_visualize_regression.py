@@ -7,16 +7,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from matplotlib.collections import PathCollection
 
-from pipeline import artifacts, figures, layout, model, projection, stats, visualize
+from pipeline import artifacts, layout, stats
 from pipeline.config import Config
+from pipeline.internals import projection
+from pipeline.nets import model
 from pipeline.plots import activations as act_figs
+from pipeline.plots import figures
 from pipeline.plots import network as net_figs
+from pipeline.stages import visualize
+from tests.test_visualize import live_figures
 
 # Every figure of a tabular classifier (tests/test_visualize.py) but the per-class one.
 REGRESSION_FIGURES = {
@@ -98,7 +102,6 @@ def test_projections_are_coloured_by_the_target_on_one_continuous_scale() -> Non
     (bar,) = fig.axes[4:]  # one colorbar for the four panels
     assert bar.get_ylabel() == "progression"
     assert fig.legends == []
-    plt.close(fig)
 
 
 def test_error_gallery_shows_actual_against_predicted() -> None:
@@ -116,10 +119,8 @@ def test_error_gallery_shows_actual_against_predicted() -> None:
     left = fig.axes[0]
     dots = [c.get_offsets()[0][0] for c in left.collections]
     assert dots == pytest.approx([52.0, 182.8])
-    plt.close(fig)
     images = act_figs.error_gallery(raw, raw, predicted, actual, ["y"], [], (2, 2), "regression")
     assert "actual 52" in _texts(images) and "pred 182.8" in _texts(images)
-    plt.close(images)
 
 
 def test_architecture_of_a_regression_ends_in_one_predicted_value() -> None:
@@ -137,7 +138,6 @@ def test_architecture_of_a_regression_ends_in_one_predicted_value() -> None:
     text = _texts(fig)
     assert "predicted\nprogression" in text
     assert "softmax" not in text and "probabilit" not in text
-    plt.close(fig)
     assert visualize.layer_specs(net)[-1]["name"] == "softmax"  # classification is unchanged
 
 
@@ -148,7 +148,6 @@ def test_loss_label_names_the_regression_loss(make_cfg: Any) -> None:
     assert visualize.loss_label(make_cfg(), {"task": "classification"}) == "cross-entropy loss"
     fig = net_figs.loss_line({"alpha": [0.0, 1.0], "train": [1.0, 0.5]}, "MSE of the scaled target")
     assert fig.axes[0].get_ylabel() == "MSE of the scaled target"
-    plt.close(fig)
 
 
 def test_regression_captions_do_not_speak_of_classes() -> None:
@@ -198,13 +197,6 @@ def visualized(
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(Path(cfg.paths.prepare).parents[1])
         patch.setattr(plots, "render", recording)
-        render_all = plots.render_all
-
-        def here(*args: Any, **kwargs: Any) -> list[Path]:
-            # The recording function cannot travel to the pool's worker: every figure drawn here.
-            return render_all(*args, **{**kwargs, "shared": ()})
-
-        patch.setattr(plots, "render_all", here)
         metrics = visualize.run(cfg)
     return cfg, metrics, json.loads(layout.network_file(cfg).read_text()), drawn
 
@@ -216,7 +208,7 @@ def test_stage_on_a_regression_draws_its_figures(visualized: Visualized) -> None
     cfg, _, _, _ = visualized
     folder = layout.figure_dir(cfg.paths.visualize)
     assert {p.stem for p in folder.glob("*.png")} == REGRESSION_FIGURES
-    assert plt.get_fignums() == []
+    assert live_figures() == []  # the stage let go of every figure it drew
 
 
 def test_stage_on_a_regression_records_regression_metrics(
@@ -266,4 +258,3 @@ def test_projection_colours_of_the_stage_are_the_test_targets(visualized: Visual
         dots = next(c for c in ax.collections if isinstance(c, PathCollection))
         assert np.allclose(dots.get_array(), labels) and np.allclose(dots.get_offsets(), points[key])
     assert fig.axes[4].get_ylabel() == "progression"
-    plt.close(fig)

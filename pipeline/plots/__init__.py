@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import io as _io
-import threading
-from collections import deque
-from collections.abc import Collection, Mapping
-from concurrent.futures import Executor, Future
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +18,8 @@ if TYPE_CHECKING:
 def subplots(
     nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs: Any
 ) -> tuple[Figure, Any]:
-    """``plt.subplots`` without pyplot: importing pyplot cost a stage 0.35 s, and a Figure made
-    directly is not held in pyplot's registry, so it is freed like any object once unused."""
-    # Imported here, not at the top: a stage whose figures are all drawn in its pool's worker
-    # (evaluate) calls render_all without ever loading matplotlib (0.3 s).
+    """``plt.subplots`` without pyplot: a Figure made directly is not held in pyplot's registry,
+    so it is freed like any object once unused, and no window backend is ever chosen."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never a window
@@ -40,63 +37,39 @@ def save_png(fig: Figure, path: str | Path, dpi: int) -> Path:
     return Path(path)
 
 
-def render(figure_id: str, folder: str | Path, dpi: int, *args: Any) -> Path:
-    """Draw figure ``figure_id`` with its registered function (pipeline.figures) and save it as
-    ``<folder>/<figure_id>.png``: one figure, start to end, in one call a pool worker can run."""
-    from pipeline import figures
+@dataclass(frozen=True)
+class Job:
+    """One figure to draw: its id in the registry (pipeline.plots.figures) and the keyword arguments of
+    its drawing function. Made with ``job``, which checks them against that function."""
 
-    return save_png(figures.draw_function(figure_id)(*args), Path(folder) / f"{figure_id}.png", dpi)
+    figure_id: str
+    kwargs: Mapping[str, Any]
 
 
-def render_all(
-    jobs: Mapping[str, tuple[Any, ...]],
-    folder: str | Path,
-    dpi: int,
-    *,
-    pool: Executor | None = None,
-    elsewhere: Collection[str] = (),
-    shared: Collection[str] = (),
-    after: Future[Any] | None = None,
-) -> list[Path]:
-    """Draw every figure of ``jobs`` (figure id -> arguments of its drawing function) into
-    ``folder``; the paths in ``jobs``' order.
+def job(figure_id: str, /, **kwargs: Any) -> Job:
+    """The job of drawing ``figure_id`` with ``kwargs``, checked now against the drawing function's
+    signature: a missing or unknown argument fails here, naming the figure, not when drawn."""
+    from pipeline.plots import figures
 
-    ``elsewhere``: ids drawn in ``pool`` only. ``shared``: ids either process may draw, for a
-    worker whose own tasks (``after``: the last of them) end before or after this process's
-    figures depending on the data and the machine (t-SNE, a tree fit): once ``after`` is done this
-    process draws them first to last and the worker last to first, one at a time (the next is
-    submitted when its previous one is done, so none waits in the pool's queue where this process
-    could not take it back), until the two meet in the middle.
-    """
-    pending = {
-        fid: pool.submit(render, fid, folder, dpi, *jobs[fid]) for fid in elsewhere if pool and fid in jobs
-    }
-    todo = deque(fid for fid in jobs if fid in shared and fid not in pending)
-    lock = threading.Lock()  # the deque's two ends are taken by two threads: here, and the pool's
+    draw = figures.draw_function(figure_id)
+    try:
+        inspect.signature(draw).bind(**kwargs)
+    except TypeError as err:
+        raise TypeError(f"figure {figure_id!r} ({draw.__module__}.{draw.__name__}): {err}") from None
+    return Job(figure_id, kwargs)
 
-    def feed(_: object = None) -> None:
-        with lock:
-            if not todo:
-                return
-            fid = todo.pop()
-            pending[fid] = pool.submit(render, fid, folder, dpi, *jobs[fid])  # type: ignore[union-attr]
-        pending[fid].add_done_callback(feed)  # run at once if already done: outside the lock
 
-    if pool is not None:
-        if after is None:
-            feed()
-        else:
-            after.add_done_callback(feed)
-    done = {}
-    for fid, args in jobs.items():
-        with lock:
-            mine = fid in todo
-            if mine:
-                todo.remove(fid)
-        if fid not in pending or mine:
-            done[fid] = render(fid, folder, dpi, *args)
-    done.update({fid: future.result() for fid, future in list(pending.items())})
-    return [done[fid] for fid in jobs]
+def render(item: Job, folder: str | Path, dpi: int) -> Path:
+    """Draw ``item`` with its registered function and save it as ``<folder>/<figure_id>.png``."""
+    from pipeline.plots import figures
+
+    fig = figures.draw_function(item.figure_id)(**item.kwargs)
+    return save_png(fig, Path(folder) / f"{item.figure_id}.png", dpi)
+
+
+def render_all(jobs: Iterable[Job], folder: str | Path, dpi: int) -> list[Path]:
+    """Draw every job into ``folder``, in order; the paths in the same order."""
+    return [render(item, folder, dpi) for item in jobs]
 
 
 def clear(folder: str | Path) -> None:

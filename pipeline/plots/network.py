@@ -155,11 +155,6 @@ def weight_distributions(layers: Sequence[tuple[str, np.ndarray, np.ndarray]]) -
     return fig
 
 
-def _grid(n: int, max_cols: int = 8) -> tuple[int, int]:
-    cols = min(n, max_cols)
-    return int(np.ceil(n / cols)), cols
-
-
 def tile(images: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:
     """Images (n, h, w) laid out row by row in one (rows*(h+gap)-gap, cols*(w+gap)-gap) array,
     NaN between and after them (drawn blank)."""

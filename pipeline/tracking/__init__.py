@@ -10,7 +10,7 @@ core function imports mlflow. A stage imports only the modules it uses, so its D
 - ``records``: what evaluate, explain and visualize hand to the publish stage, without MLflow
 - ``models``: the trained network as an MLflow model
 - ``queries``: reading runs back for the comparison page
-- ``logger``: the Lightning logger of the train stage (each epoch to a process-pool worker)
+- ``logger``: the Lightning logger of the train stage (Lightning's MLFlowLogger on the stage's run)
 
 One MLflow run per trained model: the train stage creates it and writes its identity to
 ``run.json``; the publish stage logs the later stages' params, metrics, figures and the report

@@ -51,12 +51,6 @@ def versions() -> dict[str, str]:
     return found
 
 
-def folder_md5(path: Path) -> str:
-    """A content fingerprint of a folder: the MD5 of its files' relative paths and MD5s, sorted
-    (two runs show the same value exactly when they read the same files)."""
-    return combined_md5(file_md5s(path))
-
-
 def file_md5s(path: Path) -> dict[str, str]:
     """{relative path: MD5} of every file under folder ``path``."""
     return {

@@ -1,4 +1,4 @@
-"""Reading runs back, for the comparison page (pipeline.compare), and logging the page itself."""
+"""Reading runs back, for the comparison page (pipeline.tools.compare), and logging the page itself."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """One MLflow run per trained model: its identity, as ``run.json`` holds it, and its life (start
 or resume, log params and metrics, finish, terminate).
 
-Every operation takes the tracking URI and the run id, so it can run in the train stage's
-process-pool worker as well as in a stage (see pipeline.train); MLflow is imported inside the
-functions, and only here and in the modules this one calls.
+Every operation takes the tracking URI and the run id (the run's identity as run.json holds it).
 """
 
 from __future__ import annotations
@@ -155,24 +153,6 @@ def log_metrics(
     when = int(time.time() * 1000) if timestamp is None else timestamp
     batch = [Metric(key, float(value), when, step) for key, value in metrics.items()]
     store.client(uri).log_batch(run_id, metrics=batch)
-
-
-# MLflow's limit on the metrics of one log_batch request.
-METRICS_PER_BATCH = 1000
-
-
-def log_steps(uri: str, run_id: str, steps: Sequence[tuple[int, int, dict[str, float]]]) -> None:
-    """Log the metrics of several steps, each ``(step, timestamp in ms, {name: value})``, in as few
-    requests (store transactions) as MLflow's batch limit allows."""
-    from mlflow.entities import Metric
-
-    batch = [
-        Metric(key, float(value), when, step)
-        for step, when, metrics in steps
-        for key, value in metrics.items()
-    ]
-    for start in range(0, len(batch), METRICS_PER_BATCH):
-        store.client(uri).log_batch(run_id, metrics=batch[start : start + METRICS_PER_BATCH])
 
 
 def log_files(uri: str, run_id: str, files: Sequence[tuple[Path, str]]) -> None:

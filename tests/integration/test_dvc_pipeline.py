@@ -21,7 +21,7 @@ import yaml
 from mlflow import MlflowClient
 from PIL import Image
 
-from pipeline import model
+from pipeline.nets import model
 from tests.conftest import ROOT
 from tests.dvc_truth import dep_path
 from tests.test_report import parse
@@ -160,7 +160,7 @@ def test_editing_a_module_reruns_the_stages_that_import_it(repo: Path) -> None:
     try:
         status = json.loads(sh("dvc", "status", "--json", cwd=repo))
         assert "explain" in status and "train" not in status and "evaluate" not in status
-        assert any("pipeline/fast_deep.py" in json.dumps(entry) for entry in status["explain"])
+        assert any("pipeline/explain/fast_deep.py" in json.dumps(entry) for entry in status["explain"])
     finally:
         fast_deep.write_text(original)
 

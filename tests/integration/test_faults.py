@@ -3,13 +3,17 @@ tracking server. Each runs the real stage CLI against a real SQLite MLflow store
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socketserver
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -97,7 +101,7 @@ def test_sigterm_mid_training_then_resume_matches_an_uninterrupted_run(trained: 
     shutil.rmtree(trained / "artifacts/train/checkpoints.partial", ignore_errors=True)
     env = stage_env()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", *settings, *QUIET],
+        [sys.executable, "-m", "pipeline.stages.train", *settings, *QUIET],
         cwd=trained,
         env=env,
         stdout=subprocess.PIPE,
@@ -164,14 +168,37 @@ def test_a_run_left_running_by_a_sigkilled_stage_is_killed_by_the_next_train(tra
     assert "RUNNING" not in statuses(trained)  # the new run finished, nothing left dangling
 
 
+@contextlib.contextmanager
+def silent_server() -> Iterator[tuple[str, list[str]]]:
+    """A tracking server that never answers: it takes each connection, keeps the request line and
+    hangs up. Yields its URI and the request lines, one a connection."""
+    requests: list[str] = []
+
+    class HangUp(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            requests.append(self.rfile.readline().decode().strip())
+
+    with socketserver.TCPServer(("127.0.0.1", 0), HangUp) as server:
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}", requests
+        finally:
+            server.shutdown()
+            thread.join()
+
+
 def test_unreachable_tracking_server_fails_fast_naming_the_uri(trained: Path) -> None:
-    uri = "http://127.0.0.1:9"  # discard port: nothing listens
-    start = time.time()
-    result = cli("train", "trainer.max_epochs=1", f"tracking.uri={uri}", cwd=trained)
-    assert result.returncode == 2
-    assert time.time() - start < 30  # of which ~5-10 s is importing torch and Lightning
+    before, runs_before = snapshot(trained / "artifacts"), statuses(trained)
+    with silent_server() as (uri, requests):
+        result = cli("train", "trainer.max_epochs=1", f"tracking.uri={uri}", cwd=trained)
     text = result.stdout + result.stderr
+    assert result.returncode == 2, text
     assert uri in text and "unreachable" in text and "Traceback" not in text
+    # Fast: the server was asked once, for its health, not retried by MLflow for minutes, and the
+    # stage stopped before it trained, wrote or opened a run anywhere.
+    assert [line.split()[:2] for line in requests] == [["GET", "/health"]]
+    assert snapshot(trained / "artifacts") == before and statuses(trained) == runs_before
 
 
 def test_unreachable_server_can_fall_back_to_the_local_store(trained: Path) -> None:
@@ -201,7 +228,7 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_earlier_outputs(trained: Path
 
     env = stage_env()
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.prepare"],
+        [sys.executable, "-m", "pipeline.stages.prepare"],
         cwd=trained,
         env=env,
         capture_output=True,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import vega
+from pipeline.tools import vega
 from tests.conftest import ROOT
 from tests.integration.browser import CHROMIUM_ARGS, SCREENSHOTS, chromium_path
 

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import layout, model
+from pipeline import layout
+from pipeline.nets import model
 from tests.conftest import ROOT, make_config
 
 pytestmark = pytest.mark.slow
@@ -258,10 +259,10 @@ def test_gpu_cnn_trains_on_the_gpu_and_explains(prepared: Path, tmp_path: Path) 
     stage("train", "trainer=gpu", "trainer.max_epochs=2", *common, cwd=tmp_path)
     run = runs_of(db, "glassnet")[0]
     assert run.data.params["trainer.accelerator"] == "gpu" and run.info.status == "FINISHED"
-    assert run.data.params["model._target_"] == "pipeline.model.CNN"
+    assert run.data.params["model._target_"] == "pipeline.nets.model.CNN"
     stage("explain", "explain.n_samples=16", "explain.n_background=16", *common, cwd=tmp_path)
     explained = json.loads((tmp_path / "artifacts/metrics/explain.json").read_text())
     assert (
-        explained["path"] == "batched DeepLIFT (pipeline.deep_lift)"
+        explained["path"] == "batched DeepLIFT (pipeline.explain.deep_lift)"
         and explained["additivity_max_error"] < 1e-3
     )

@@ -1,0 +1,1 @@
+"""Datasets: the loaders ``conf/data/*.yaml`` name, each returning a ``Dataset``."""

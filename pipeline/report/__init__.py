@@ -1,0 +1,1 @@
+"""The HTML report: the Jinja2 environment, its filters and templates."""
