@@ -8,10 +8,8 @@ full key, and then checks value ranges.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import importlib
-import inspect
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -19,6 +17,7 @@ from typing import Any, cast
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from pipeline import signature
 from pipeline.errors import ConfigError
 from pipeline.task import Kind
 
@@ -489,23 +488,9 @@ def check_arguments(
     one the stage sets itself (``reserved``: what to do instead)."""
     target = node["_target_"]
     obj = _locate(target, f"{key}._target_")
-    params = inspect.signature(obj).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    valid = [
-        name
-        for name, p in params.items()
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
-    reserved = reserved or {}
-    for name in node:
-        if (name.startswith("_") and name.endswith("_")) or name in exclude:
-            continue
-        if name in reserved:
-            raise ConfigError(f"Config key '{key}.{name}' is set by the train stage: {reserved[name]}.")
-        if name not in valid and not takes_any:
-            close = difflib.get_close_matches(name, [v for v in valid if v not in reserved], n=1)
-            hint = f"did you mean '{key}.{close[0]}'?" if close else f"see help({target}) for its arguments."
-            raise ConfigError(f"Config key '{key}.{name}' is not an argument of {target}: {hint}")
+    signature.check_keys(
+        obj, map(str, node), key, target=target, exclude=exclude, reserved=reserved, setter="the train stage"
+    )
 
 
 def check_open(cfg: Config) -> None:
