@@ -527,3 +527,11 @@ def check_loss(cfg: Config) -> None:
             )
         return
     check_arguments(loss, "loss")
+
+
+def plain(value: Any) -> Any:
+    """A config value as plain data: sections as nested dicts and lists (interpolations resolved),
+    enums as their values; what MLflow params, config.yaml files and the report show."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+    return value.value if isinstance(value, enum.Enum) else value

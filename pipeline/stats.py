@@ -103,6 +103,14 @@ def largest_errors(predicted: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-error, kind="stable")[: max(0, n)]
 
 
+def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination of ``y_pred`` for ``y_true`` (1: equal; 0: no better than their
+    mean; negative: worse); NaN when ``y_true`` is constant."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    total = float(np.sum((y_true - y_true.mean()) ** 2))
+    return 1.0 - float(np.sum((y_true - y_pred) ** 2)) / total if total > 0 else float("nan")
+
+
 def neighbour_r2(points: np.ndarray, y: np.ndarray, k: int = 10) -> float:
     """How well a 2-D projection orders a numeric target: R² (1 - SSE / SST) of predicting each
     row's ``y`` by the mean ``y`` of its ``k`` nearest other rows in ``points``. 1: neighbours share
@@ -111,13 +119,11 @@ def neighbour_r2(points: np.ndarray, y: np.ndarray, k: int = 10) -> float:
     from sklearn.neighbors import NearestNeighbors
 
     y = np.asarray(y, dtype=np.float64)
-    total = float(np.sum((y - y.mean()) ** 2)) if len(y) else 0.0
-    if len(y) < 3 or total == 0:
+    if len(y) < 3:
         return float("nan")
     # kneighbors() without X: each row's neighbours among the others, never itself
     neighbours = NearestNeighbors(n_neighbors=min(k, len(y) - 1)).fit(points).kneighbors()[1]
-    guess = y[neighbours].mean(axis=1)
-    return float(1 - np.sum((y - guess) ** 2) / total)
+    return r2(y, y[neighbours].mean(axis=1))
 
 
 def silhouette(points: np.ndarray, y: np.ndarray) -> float:
