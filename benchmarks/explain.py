@@ -40,9 +40,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import shap
 
-    from pipeline.explain import deep_lift, fast_deep
+    from pipeline.explain import deep_lift, fast_deep, trust
     from pipeline.nets.model import CNN, MLP, Shaped
-    from pipeline.stages import explain
 
     samples = args.samples or (200 if args.model == "cnn" else 1000)
     n, b, repeats = (20, 10, 1) if args.quick else (samples, args.background, args.repeats)
@@ -100,9 +99,7 @@ def main() -> None:
         ratios.append(took["shap"] / took["glassnet"])
     diff = float(np.abs(results["shap"][0] - results["glassnet"][0]).max())
     additivity = {
-        side: float(
-            explain.additivity_error(v.astype(np.float64), np.asarray(base, np.float64), outputs).max()
-        )
+        side: float(trust.additivity_error(v.astype(np.float64), np.asarray(base, np.float64), outputs).max())
         for side, (v, base) in results.items()
     }
     s, g, r = Stat(times["shap"]), Stat(times["glassnet"]), Stat(ratios)

@@ -41,7 +41,7 @@ def one(n: int, epochs: int, explain: bool = True) -> dict[str, float]:
     from benchmarks.train_loop import glassnet_trainer, synthetic
     from pipeline.explain import fast_deep
     from pipeline.nets.model import MLP
-    from pipeline.stages.train import fit
+    from pipeline.training.fit import fit
 
     arrays = synthetic(n, n // 6)
     data_mb = sum(a.nbytes for a in arrays.values()) / 1e6

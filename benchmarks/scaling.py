@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import loadavg, log, parser, setup_logging, table
-from pipeline.data.datasets import Dataset, PixelScale
+from pipeline.data.dataset import Dataset, PixelScale
 
 SIDE = 28
 DIGIT = 20
@@ -70,10 +70,11 @@ def train_and_test(ds: Dataset, scaler: Any, seed: int, epochs: int) -> dict[str
     import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+    from pipeline.data.split import prepare
     from pipeline.nets.model import MLP
-    from pipeline.stages import prepare, train
+    from pipeline.training.fit import best_weights, fit
 
-    arrays, _ = prepare.prepare(ds, scaler, 0.2, 0.1, seed)
+    arrays, _ = prepare(ds, scaler, 0.2, 0.1, seed)
     pl.seed_everything(seed, verbose=False)
     net = MLP(arrays["X_train"].shape[1], 10, hidden_sizes=[128], activation="relu", dropout=0.2)
     with tempfile.TemporaryDirectory() as folder:
@@ -87,8 +88,8 @@ def train_and_test(ds: Dataset, scaler: Any, seed: int, epochs: int) -> dict[str
             enable_progress_bar=False,
             enable_model_summary=False,
         )
-        train.fit(net, functools.partial(torch.optim.Adam, lr=1e-3), arrays, trainer, 64, seed)
-        net.load_state_dict(train.best_weights(best.best_model_path))
+        fit(net, functools.partial(torch.optim.Adam, lr=1e-3), arrays, trainer, 64, seed)
+        net.load_state_dict(best_weights(best.best_model_path))
         best_epoch = int(torch.load(best.best_model_path, weights_only=True)["epoch"]) + 1
     net.eval()
     with torch.no_grad():

@@ -1,5 +1,6 @@
 """Run a stage: ``python -m pipeline <stage> [Hydra overrides]``, e.g. ``python -m pipeline train``
-(the same as ``python -m pipeline.<stage>``); dvc.yaml runs every stage this way."""
+(the same as ``python -m pipeline.stages.<stage>``; ``compare`` is ``pipeline.tools.compare``);
+dvc.yaml runs every stage this way."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""What several stages read: the prepared splits and the trained network.
+"""What several stages read: the prepared splits and their summary, and the trained network.
 
-A stage imports this module, never another stage (``prepare.load`` used to be imported by
-four stages, which made their DVC dependencies a lie). File names come from ``layout``.
+A stage imports this module, never another stage: what it reads is then a dependency DVC sees
+(``dvc.yaml``). File names come from ``layout``.
 """
 
 from __future__ import annotations
@@ -12,18 +12,20 @@ import numpy as np
 
 from pipeline import io, layout
 from pipeline.config import Config
+from pipeline.data.summary import Summary
 
 if TYPE_CHECKING:
     from pipeline.nets.model import Shaped
 
 
-def load_data(cfg: Config) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_data(cfg: Config) -> tuple[dict[str, np.ndarray], Summary]:
     """The prepare stage's arrays (X_train, y_train, ..., X_test_raw) and its summary."""
     arrays = io.read_arrays(layout.data_file(cfg), "prepare")
-    return arrays, io.read_json(layout.summary_file(cfg), "prepare")
+    path = layout.summary_file(cfg)
+    return arrays, Summary.from_dict(io.read_json(path, "prepare"), str(path))
 
 
-def input_shape(summary: dict[str, Any]) -> tuple[int, ...]:
+def input_shape(summary: Summary | dict[str, Any]) -> tuple[int, ...]:
     """The shape of one row as the network takes it: (channels, height, width) for images
     (one channel: the loaders' images are greyscale), (features,) for tables."""
     if summary.get("image_shape"):

@@ -22,14 +22,6 @@ from pipeline.errors import ConfigError
 from pipeline.task import Kind
 
 
-class Explainer(str, enum.Enum):
-    deep = "deep"
-    gradient = "gradient"
-    permutation = "permutation"
-    partition = "partition"  # type: ignore[assignment]  # shadows str.partition; the name is the option
-    kernel = "kernel"
-
-
 class Objective(str, enum.Enum):
     """What the train stage returns to a Hydra sweeper (e.g. Optuna) to optimise."""
 
@@ -54,7 +46,7 @@ class Activation(str, enum.Enum):
 @dataclass
 class DataConfig:
     name: str = "digits"
-    loader: dict[str, Any] = field(default_factory=lambda: {"_target_": "pipeline.data.datasets.load_digits"})
+    loader: dict[str, Any] = field(default_factory=lambda: {"_target_": "pipeline.data.bundled.load_digits"})
     test_size: float = 0.2
     val_size: float = 0.1
     # Any scikit-learn transformer (``_target_``), fitted on the train split; null: none.
@@ -192,7 +184,7 @@ class EvaluateConfig:
 
 @dataclass
 class TrustConfig:
-    """How the explanation's trustworthiness is measured (see pipeline/stages/explain.py)."""
+    """How the explanation's trustworthiness is measured (see pipeline/explain/trust.py)."""
 
     removal_steps: int = 10
     random_orders: int = 5
@@ -221,10 +213,14 @@ class SurrogateConfig:
 
 @dataclass
 class ExplainConfig:
-    explainer: Explainer = Explainer.deep
-    # Keyword options of the chosen explainer (e.g. nsamples, max_evals); the explain
-    # stage checks the names against that explainer, naming any it does not take.
-    options: dict[str, Any] = field(default_factory=dict)
+    # The explainer's name, as the log, the report and MLflow show it: conf/explain/<name>.yaml.
+    explainer: str = "deep"
+    # The explainer: its function (``_target_``, called by the stage: ``_partial_: true``) and that
+    # function's keyword options (e.g. nsamples, max_evals), checked against its signature when the
+    # stage starts (pipeline.explain.explainers.from_config).
+    options: dict[str, Any] = field(
+        default_factory=lambda: {"_target_": "pipeline.explain.explainers.deep_shap", "_partial_": True}
+    )
     n_samples: int = 200
     n_background: int = 100
     n_examples: int = 6

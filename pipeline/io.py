@@ -109,7 +109,7 @@ def read_arrays(folder: str | Path, stage: str) -> dict[str, np.ndarray]:
     if not found:
         raise MissingInputError(
             f"Input '{folder}' holds no arrays: rerun the '{stage}' stage "
-            f"(`dvc repro {stage}` or `python -m pipeline.{stage}`)."
+            f"(`dvc repro {stage}` or `python -m pipeline {stage}`)."
         )
     return {path.stem: np.load(path, mmap_mode="c", allow_pickle=False) for path in found}
 
@@ -120,7 +120,7 @@ def require(path: str | Path, stage: str) -> Path:
     if not p.exists():
         raise MissingInputError(
             f"Input '{p}' does not exist: run the '{stage}' stage first "
-            f"(`dvc repro {stage}` or `python -m pipeline.{stage}`)."
+            f"(`dvc repro {stage}` or `python -m pipeline {stage}`)."
         )
     return p
 

@@ -66,7 +66,7 @@ def network_file(cfg: Config) -> Path:
 
 
 def mlflow_record(folder: str) -> Path:
-    """What a stage hands to the publish stage for MLflow (see tracking.record)."""
+    """What a stage hands to the publish stage for MLflow (see tracking.records)."""
     return Path(folder) / "mlflow.json"
 
 

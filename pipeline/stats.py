@@ -6,7 +6,10 @@ call these, and tests/test_stats.py checks each one on hand-made cases.
 Definitions used in the report:
 
 - A ReLU unit is **dead** on a data set when its output is never positive on any
-  row of it: it passes no signal and its incoming weights get no gradient.
+  row of it: it passes no signal and its incoming weights get no gradient. The same holds for
+  the other rectifiers (leaky ReLU, ELU, SELU, GELU, SiLU, softplus), whose output is positive
+  exactly where their input is (softplus: always, so none is ever dead): a unit never
+  positive only ever sees the flat or barely sloped negative side.
 - A sigmoid/tanh unit is **saturated** when its output lies within ``margin`` of
   an asymptote (sigmoid < m or > 1 - m; |tanh| > 1 - m) on at least ``share`` of
   the rows: its derivative is then almost 0, so it learns (and varies) little.
@@ -23,6 +26,8 @@ import numpy as np
 
 # Quantiles recorded for weight distributions (training history and report).
 QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+# Activations bounded on both sides, whose idle units are saturated rather than dead.
+SATURATING = ("sigmoid", "tanh")
 
 
 def dead_fraction(acts: np.ndarray) -> float:
@@ -49,9 +54,16 @@ def saturated_fraction(acts: np.ndarray, activation: str, margin: float = 0.01, 
     return float(np.mean(per_unit >= share))
 
 
+def inactive_statistic(activation: str) -> str:
+    """What makes a unit of ``activation`` (a lower-case module name: "relu", "gelu", "tanh", ...)
+    idle: "saturated" for sigmoid and tanh, "dead" for the rectifiers."""
+    return "saturated" if activation in SATURATING else "dead"
+
+
 def inactive_fraction(acts: np.ndarray, activation: str, margin: float = 0.01, share: float = 0.9) -> float:
-    """Dead fraction for ReLU, saturated fraction for sigmoid/tanh: the units that barely learn."""
-    if activation == "relu":
+    """Dead fraction for ReLU and the other rectifiers, saturated fraction for sigmoid/tanh: the
+    units that barely learn."""
+    if inactive_statistic(activation) == "dead":
         return dead_fraction(acts)
     return saturated_fraction(acts, activation, margin, share)
 

@@ -1,7 +1,7 @@
 """Every bad input gets a clear message, a non-zero exit and leaves nothing half-written.
 
 One row per case. Each row runs a stage as a user would (``python -m
-pipeline.<stage> <overrides>`` in a fresh folder holding that row's files) and
+pipeline <stage> <overrides>`` in a fresh folder holding that row's files) and
 checks that:
 
 - the exit code is non-zero;
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.data.datasets import IMAGES_MAGIC, MNIST_FILES
+from pipeline.data.idx import IMAGES_MAGIC, MNIST_FILES
 from tests.conftest import FAST, ROOT, isolated_overrides
 from tests.test_datasets import split_table, table, write_mnist, write_sorted_mnist
 
@@ -172,7 +172,16 @@ CASES = [
     Case("unknown-enum", "prepare", ["model.activation=swish"], [r"model\.activation", "swish"]),
     Case("unknown-group-option", "prepare", ["model=nope"], ["model/nope", "Available options", "mlp"]),
     Case("unknown-data-option", "prepare", ["data=imagenet"], ["data/imagenet", "csv", "mnist"]),
-    Case("unknown-loader-option", "prepare", ["+data.loader.xyz=1"], [r"data\.loader\.xyz", "not an option"]),
+    Case(
+        "unknown-loader-option",
+        "prepare",
+        ["+data.loader.xyz=1"],
+        [
+            r"data\.loader\.xyz",
+            r"not an argument of pipeline\.data\.bundled\.load_digits",
+            "takes no options",
+        ],
+    ),
     Case("csv-path-not-set", "prepare", ["data=csv"], [r"data\.loader\.path", "has no value"]),
     Case(
         "bad-missing-policy",
@@ -518,7 +527,7 @@ def execute(case: Case, folder: Path) -> dict[str, Any]:
     # Paths (and the MLflow store) inside the row's folder; the row's own overrides last.
     argv = [*isolated_overrides(folder), *FAST, *case.args]
     proc = subprocess.run(
-        [sys.executable, "-m", f"pipeline.{case.stage}", *argv],
+        [sys.executable, "-m", "pipeline", case.stage, *argv],
         cwd=folder,
         env=env,
         capture_output=True,

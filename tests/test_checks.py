@@ -15,11 +15,14 @@ from markupsafe import escape
 from torch import nn
 
 from pipeline import io, layout
-from pipeline.config import Config
-from pipeline.explain import sanity, similarity, surrogate
+from pipeline.config import Config, SurrogateConfig
+from pipeline.explain import sanity, similarity, surrogate, trust
+from pipeline.explain.explainers import deep_shap
 from pipeline.nets.model import MLP
+from pipeline.nets.predict import logits_fn
 from pipeline.plots import figures
 from pipeline.stages import explain
+from pipeline.task.classification import Classification
 
 # --- similarity ------------------------------------------------------------------------------------
 
@@ -61,13 +64,13 @@ def test_linear_model_similarity_equals_the_closed_form_with_the_new_weights() -
     net = nn.Sequential(nn.Linear(10, 3)).eval()
     rng = np.random.default_rng(0)
     background, X = rng.normal(size=(30, 10)).astype(np.float32), rng.normal(size=(12, 10)).astype(np.float32)
-    values, _ = explain.deep_shap(net, background, X)
+    values, _ = deep_shap(net, background, X)
     np.testing.assert_allclose(values, linear_shap(net, background, X), atol=1e-5)  # DeepSHAP is exact here
     target = values.sum(axis=1).argmax(axis=1)
     trained = net[0].weight.detach().clone()
     result = sanity.check(
         net,
-        lambda randomised: explain.deep_shap(randomised, background, X)[0],
+        lambda randomised: deep_shap(randomised, background, X)[0],
         values,
         target,
         torch.from_numpy(X[:2]),
@@ -78,8 +81,8 @@ def test_linear_model_similarity_equals_the_closed_form_with_the_new_weights() -
     new = sanity.randomised(net, ["0"], seed=7)
     assert not torch.equal(new[0].weight, net[0].weight)  # the layer really is re-initialised
     expected = similarity.rank_agreement(
-        np.abs(sanity.for_class(linear_shap(net, background, X), target)),
-        np.abs(sanity.for_class(linear_shap(new, background, X), target)),
+        np.abs(trust.for_class(linear_shap(net, background, X), target)),
+        np.abs(trust.for_class(linear_shap(new, background, X), target)),
     )
     np.testing.assert_allclose(result.cascade_rank[0], expected, atol=1e-9)
     np.testing.assert_allclose(result.single_rank[0], expected, atol=1e-9)
@@ -120,7 +123,7 @@ def test_deep_shap_on_a_trained_net_passes_and_cascade_goes_from_the_output(
     arrays, _ = artifacts.load_data(cfg)
     net = artifacts.load_model(cfg)
     X, background = arrays["X_test"][:40], arrays["X_train"][:50]
-    values, _ = explain.deep_shap(net, background, X)
+    values, _ = deep_shap(net, background, X)
     calls: list[list[str]] = []
 
     def spy(randomised: nn.Module) -> np.ndarray:
@@ -131,7 +134,7 @@ def test_deep_shap_on_a_trained_net_passes_and_cascade_goes_from_the_output(
             and not torch.equal(next(m.parameters()), net.get_submodule(name).weight)
         ]
         calls.append(changed)
-        return explain.deep_shap(randomised, background, X)[0]
+        return deep_shap(randomised, background, X)[0]
 
     target = values.sum(axis=1).argmax(axis=1)
     result = sanity.check(net, spy, values, target, torch.from_numpy(X[:2]), image_shape=(8, 8), seed=0)
@@ -165,12 +168,12 @@ def test_a_depth_two_rule_gets_a_surrogate_of_fidelity_one_at_depth_two() -> Non
         rng.normal(size=(600, 5)).astype(np.float32),
         rng.normal(size=(300, 5)).astype(np.float32),
     )
-    predict = explain.logits_fn(ThresholdRule())
-    teacher_train, teacher_test = predict(X_train).argmax(1), predict(X_test).argmax(1)
-    y_test = teacher_test.copy()
+    predict = logits_fn(ThresholdRule())
+    y_test = predict(X_test).argmax(1)
     y_test[:30] = (y_test[:30] + 1) % 4  # labels the network gets wrong: accuracy 0.9, fidelity unaffected
-    tree = surrogate.fit(
-        X_train, teacher_train, X_test, teacher_test, y_test, 4, max_depth=5, tolerance=0.01, seed=0
+    task = Classification({"class_names": list("abcd"), "feature_names": [f"x{i}" for i in range(5)]})
+    tree = task.fit_surrogate(
+        predict, X_train, X_test, y_test, SurrogateConfig(max_depth=5, tolerance=0.01), 0
     )
     assert tree.depth == 2 and tree.fidelity[1] == 1.0
     assert tree.fidelity[0] < 0.75  # one split cannot separate four classes
@@ -193,7 +196,20 @@ def test_rules_speak_in_the_features_own_units() -> None:
     raw = rng.uniform(0, 16, size=(400, 2))
     scaled = (raw - 8) / 4  # as a StandardScaler would
     teacher = (raw[:, 0] > 10).astype(int)
-    tree = surrogate.fit(scaled, teacher, scaled, teacher, teacher, 2, max_depth=1, tolerance=0, seed=0)
+    from sklearn.tree import DecisionTreeClassifier
+
+    tree = surrogate.fit(
+        scaled,
+        teacher,
+        scaled,
+        teacher,
+        teacher,
+        estimator=DecisionTreeClassifier,
+        score=surrogate.agreement,
+        max_depth=1,
+        tolerance=0,
+        seed=0,
+    )
     found = surrogate.rules(tree.tree, ["pixel (0, 0)", "pixel (0, 1)"], 2, units=(scaled, raw))
     conditions = sorted(rule.conditions[0] for rule in found)
     # The split lies between two rows near raw 10 (scaled 0.5): stated as raw 10, not 0.5.

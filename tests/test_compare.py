@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from pipeline.errors import GlassnetError
 from pipeline.plots import figures
+from pipeline.report import comparison
 from pipeline.tools import compare
 from pipeline.tracking.location import resolve_uri
 from pipeline.tracking.queries import RunRecord
@@ -19,7 +20,7 @@ from tests.test_report import parse
 
 def _record(name: str, metric: float | None, **params: str) -> RunRecord:
     metrics = {} if metric is None else {"test_accuracy": metric}
-    return RunRecord(name, name, 0, "FINISHED", params, metrics, {})
+    return RunRecord(name, name, 0, "FINISHED", params, metrics, {"task": "classification"})
 
 
 def test_rank_and_varying_params() -> None:
@@ -28,11 +29,43 @@ def test_rank_and_varying_params() -> None:
         _record("b", 0.95, lr="0.01", seed="1"),
         _record("c", None, lr="0.1", seed="1"),
     ]
-    ranked, missing = compare.rank(runs, "test_accuracy", higher_is_better=True)
+    ranked, missing = comparison.rank(runs, "test_accuracy", higher_is_better=True)
     assert [r.name for r in ranked] == ["b", "a"] and [r.name for r in missing] == ["c"]
-    assert compare.varying_params(ranked) == ["lr"]
-    lower, _ = compare.rank(runs, "test_accuracy", higher_is_better=False)
+    assert comparison.varying_params(ranked) == ["lr"]
+    lower, _ = comparison.rank(runs, "test_accuracy", higher_is_better=False)
     assert [r.name for r in lower] == ["a", "b"]
+
+
+def test_the_task_of_the_runs_picks_the_metric_and_its_direction() -> None:
+    runs = [_record("a", 0.9), _record("b", 0.95)]
+    assert comparison.ranking(runs, None, None) == ("test_accuracy", True)
+    for lower in ("test_log_loss", "test_ece", "best_val_loss", "additivity_max_error"):
+        assert comparison.ranking(runs, lower, None) == (lower, False), lower
+    assert comparison.ranking(runs, "test_macro_f1", None) == ("test_macro_f1", True)
+    assert comparison.ranking(runs, "test_ece", True) == ("test_ece", True)  # as configured
+    # A regression's metric is read as a regression's, whatever most of the experiment is.
+    regression = RunRecord("r", "r", 0, "FINISHED", {}, {"test_mae": 40.0}, {"task": "regression"})
+    assert comparison.ranking([*runs, regression], "test_mae", None) == ("test_mae", False)
+
+
+def test_leaderboard_rows_and_sentences() -> None:
+    runs = [_record("a", 0.9, lr="0.1"), _record("b", 0.95, lr="0.01"), _record("c", None, lr="0.1")]
+    ranked, missing = comparison.rank(runs, "test_accuracy", higher_is_better=True)
+    page = comparison.page_context(runs, ranked, missing, "test_accuracy", True, ["lr"], {"b": 1.0})
+    assert [(row["rank"], row["name"], row["params"]) for row in page["leaderboard"]] == [
+        (1, "b", {"lr": "0.01"}),
+        (2, "a", {"lr": "0.1"}),
+    ]
+    assert page["leaderboard"][0]["agreement"] == 1.0 and np.isnan(page["leaderboard"][1]["agreement"])
+    assert page["missing"] == ["c"] and page["metric_columns"] == ["test_accuracy"]
+    assert page["verdict"] == [
+        "Best run: b with test_accuracy = 0.9500 (higher is better).",
+        "The 2 ranked runs span 0.9000 to 0.9500.",
+        "The best run differs from the runner-up in lr = 0.01 (vs 0.1).",
+        "1 run(s) have no test_accuracy and are listed but not ranked.",
+    ]
+    assert comparison.filter_text(None, None) == "all runs"
+    assert comparison.filter_text("h3", "tags.sweep = 'lr'") == "name starts with 'h3' AND tags.sweep = 'lr'"
 
 
 def test_leaderboard_order_matches_mlflow(compared) -> None:  # type: ignore[no-untyped-def]
@@ -64,11 +97,14 @@ def test_explanation_agreement_with_the_best_run() -> None:
     same_order = best * 3 + 0.01
     reversed_order = best[:, ::-1]
     other_data = np.ones((2, 6))
-    agreement = compare.explanation_agreement(
+    agreement = comparison.explanation_agreement(
         {"a": best, "b": same_order, "c": reversed_order, "d": other_data}, "a"
     )
     assert agreement["a"] == pytest.approx(1.0) and agreement["b"] == pytest.approx(1.0)
     assert agreement["c"] == pytest.approx(-1.0) and np.isnan(agreement["d"])
+    records = {"a": {"importance": best.tolist()}, "b": {"importance": same_order.tolist()}}
+    assert comparison.agreement_with_best(records, "a") == pytest.approx({"a": 1.0, "b": 1.0})
+    assert comparison.agreement_with_best(records, "z") == {}  # the best run logged no explanation
 
 
 def test_explanations_are_compared_across_runs(compared) -> None:  # type: ignore[no-untyped-def]

@@ -16,8 +16,11 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline import layout
 from pipeline.config import Config
-from pipeline.data import datasets
-from pipeline.data.datasets import IMAGES_MAGIC, LABELS_MAGIC, MNIST_FILES, Dataset
+from pipeline.data import bundled, idx, split
+from pipeline.data.batch_size import check_batch_size
+from pipeline.data.dataset import Dataset, PixelScale
+from pipeline.data.idx import IMAGES_MAGIC, LABELS_MAGIC, MNIST_FILES
+from pipeline.data.table import infer_task, load_table
 from pipeline.errors import ConfigError, DataError
 from pipeline.stages import prepare
 
@@ -62,7 +65,7 @@ def write_mnist(folder: Path, n_train: int = 300, n_test: int = 100, gz: bool = 
 @pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
 def test_mnist_reads_idx_files(tmp_path: Path, gz: bool) -> None:
     folder = write_mnist(tmp_path / "mnist", 300, 100, gz=gz)
-    ds = datasets.load_mnist(str(folder))
+    ds = idx.load_mnist(str(folder))
     images, labels = synthetic_mnist(300, 1)
     assert ds.X.shape == (400, 784) and ds.X.dtype == np.float32
     assert ds.image_shape == (28, 28)
@@ -78,20 +81,20 @@ def test_mnist_mixed_plain_and_gz_and_options(tmp_path: Path) -> None:
     name = MNIST_FILES["test_labels"]
     (folder / name).write_bytes(gzip.decompress((folder / f"{name}.gz").read_bytes()))
     (folder / f"{name}.gz").unlink()
-    ds = datasets.load_mnist(str(folder), limit=200, official_split=False)
+    ds = idx.load_mnist(str(folder), limit=200, official_split=False)
     assert len(ds.y) == 200 and ds.test_rows is None
     assert ds.y[150:].tolist() == synthetic_mnist(100, 2)[1][:50].tolist()  # 150 train + 50 test rows
-    fashion = datasets.load_mnist(str(folder), class_names=[f"c{i}" for i in range(10)])
+    fashion = idx.load_mnist(str(folder), class_names=[f"c{i}" for i in range(10)])
     assert fashion.class_names[3] == "c3"
     with pytest.raises(DataError, match="class_names"):
-        datasets.load_mnist(str(folder), class_names=["a", "b"])
+        idx.load_mnist(str(folder), class_names=["a", "b"])
 
 
 def test_mnist_missing_files_say_which_and_where(tmp_path: Path) -> None:
     folder = write_mnist(tmp_path / "m", 30, 10)
     (folder / f"{MNIST_FILES['test_images']}.gz").unlink()
     with pytest.raises(DataError) as err:
-        datasets.load_mnist(str(folder))
+        idx.load_mnist(str(folder))
     message = str(err.value)
     assert "missing: t10k-images-idx3-ubyte." in message
     assert str(folder.resolve()) in message and "data.loader.folder" in message
@@ -99,7 +102,7 @@ def test_mnist_missing_files_say_which_and_where(tmp_path: Path) -> None:
         assert name in message
     assert "does not download" in message
     with pytest.raises(DataError, match="missing"):
-        datasets.load_mnist(str(tmp_path / "nowhere"))
+        idx.load_mnist(str(tmp_path / "nowhere"))
 
 
 @pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
@@ -114,7 +117,7 @@ def test_mnist_truncated_file_is_named(tmp_path: Path, gz: bool) -> None:
     else:
         target.write_bytes(data)
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*truncated"):
-        datasets.load_mnist(str(folder))
+        idx.load_mnist(str(folder))
 
 
 def test_mnist_cut_gzip_stream_is_named(tmp_path: Path) -> None:
@@ -122,7 +125,7 @@ def test_mnist_cut_gzip_stream_is_named(tmp_path: Path) -> None:
     target = folder / f"{MNIST_FILES['train_labels']}.gz"
     target.write_bytes(target.read_bytes()[:20])
     with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz.*truncated or corrupt"):
-        datasets.load_mnist(str(folder))
+        idx.load_mnist(str(folder))
 
 
 def test_mnist_bad_magic_is_named(tmp_path: Path) -> None:
@@ -131,33 +134,33 @@ def test_mnist_bad_magic_is_named(tmp_path: Path) -> None:
     target = folder / MNIST_FILES["test_labels"]
     target.write_bytes((folder / MNIST_FILES["test_images"]).read_bytes())
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte' has magic number 2051, expected 2049"):
-        datasets.load_mnist(str(folder))
+        idx.load_mnist(str(folder))
 
 
 def test_mnist_count_mismatch(tmp_path: Path) -> None:
     folder = write_mnist(tmp_path, 30, 10, gz=False)
     (folder / MNIST_FILES["train_labels"]).write_bytes(idx_bytes(np.zeros(29, np.uint8), LABELS_MAGIC))
     with pytest.raises(DataError, match="30 images but 29 labels"):
-        datasets.load_mnist(str(folder))
+        idx.load_mnist(str(folder))
 
 
 def test_read_idx_round_trip(tmp_path: Path) -> None:
     array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     (tmp_path / "a").write_bytes(idx_bytes(array, IMAGES_MAGIC))
-    assert np.array_equal(datasets.read_idx(tmp_path / "a", IMAGES_MAGIC), array)
+    assert np.array_equal(idx.read_idx(tmp_path / "a", IMAGES_MAGIC), array)
     (tmp_path / "b").write_bytes(idx_bytes(array, IMAGES_MAGIC) + b"x")
     with pytest.raises(DataError, match="longer than its header"):
-        datasets.read_idx(tmp_path / "b", IMAGES_MAGIC)
+        idx.read_idx(tmp_path / "b", IMAGES_MAGIC)
     (tmp_path / "c").write_bytes(b"\x00\x00")
     with pytest.raises(DataError, match="too short"):
-        datasets.read_idx(tmp_path / "c", IMAGES_MAGIC)
+        idx.read_idx(tmp_path / "c", IMAGES_MAGIC)
 
 
 # -------------------------------------------------------------------------------- breast cancer
 
 
 def test_breast_cancer() -> None:
-    ds = datasets.load_breast_cancer()
+    ds = bundled.load_breast_cancer()
     assert ds.X.shape == (569, 30) and len(ds.feature_names) == 30
     assert ds.feature_names[0] == "mean radius" and ds.feature_names[-1] == "worst fractal dimension"
     assert ds.class_names == ["malignant", "benign"]
@@ -205,7 +208,7 @@ def write(frame: pd.DataFrame, path: Path) -> str:
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_table_encodes_categoricals_and_keeps_names(tmp_path: Path, suffix: str) -> None:
     frame = table()
-    ds = datasets.load_table(write(frame, tmp_path / f"flowers{suffix}"), target="species")
+    ds = load_table(write(frame, tmp_path / f"flowers{suffix}"), target="species")
     assert ds.name == "flowers"
     assert ds.feature_names == ["length", "width", "colour=green", "colour=red", "flag"]
     assert ds.class_names == ["setosa", "versicolor", "virginica"]  # sorted distinct values
@@ -218,7 +221,7 @@ def test_table_encodes_categoricals_and_keeps_names(tmp_path: Path, suffix: str)
 
 def test_table_feature_subset_and_integer_classes(tmp_path: Path) -> None:
     frame = pd.DataFrame({"a": np.arange(40.0), "b": np.ones(40), "label": np.arange(40) % 2 * 8 + 2})
-    ds = datasets.load_table(write(frame, tmp_path / "t.csv"), target="label", features=["a"], name="mine")
+    ds = load_table(write(frame, tmp_path / "t.csv"), target="label", features=["a"], name="mine")
     assert ds.name == "mine" and ds.feature_names == ["a"]
     assert ds.class_names == ["2", "10"]  # numeric order, not "10" < "2"
     assert ds.y.tolist()[:2] == [0, 1]
@@ -230,15 +233,15 @@ def test_missing_value_policies(tmp_path: Path) -> None:
     frame.loc[7, "colour"] = None
     path = write(frame, tmp_path / "holes.csv")
     with pytest.raises(DataError, match=r"'length' \(2 rows\), 'colour' \(1 rows\).*missing=drop"):
-        datasets.load_table(path, target="species")
-    dropped = datasets.load_table(path, target="species", missing="drop")
+        load_table(path, target="species")
+    dropped = load_table(path, target="species", missing="drop")
     assert len(dropped.y) == 27 and np.isfinite(dropped.X).all()
-    filled = datasets.load_table(path, target="species", missing="mean")
+    filled = load_table(path, target="species", missing="mean")
     assert len(filled.y) == 30
     assert filled.X[1, 0] == pytest.approx(np.nanmean(frame["length"]), abs=1e-5)
     assert "colour=<missing>" in filled.feature_names
     with pytest.raises(DataError, match="missing-value policy"):
-        datasets.load_table(path, target="species", missing="zero")
+        load_table(path, target="species", missing="zero")
 
 
 def test_empty_target_cells(tmp_path: Path) -> None:
@@ -246,8 +249,8 @@ def test_empty_target_cells(tmp_path: Path) -> None:
     frame.loc[3, "species"] = None
     path = write(frame, tmp_path / "t.csv")
     with pytest.raises(DataError, match="'species'.*empty in 1 rows"):
-        datasets.load_table(path, target="species", missing="mean")
-    assert len(datasets.load_table(path, target="species", missing="drop").y) == 29
+        load_table(path, target="species", missing="mean")
+    assert len(load_table(path, target="species", missing="drop").y) == 29
 
 
 @pytest.mark.parametrize(
@@ -285,7 +288,7 @@ def test_table_column_errors(
     # Parquet keeps dtypes (datetimes, inf) exactly as written.
     path = write(change(table()), tmp_path / "t.parquet")
     with pytest.raises(DataError, match=pattern):
-        datasets.load_table(path, **{"target": "species", **kwargs})
+        load_table(path, **{"target": "species", **kwargs})
 
 
 @pytest.mark.parametrize(
@@ -306,16 +309,16 @@ def test_table_file_errors(tmp_path: Path, content: bytes | None, pattern: str) 
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(DataError, match=pattern):
-        datasets.load_table(str(path), target="species")
+        load_table(str(path), target="species")
 
 
 def test_table_directory_and_bad_parquet(tmp_path: Path) -> None:
     (tmp_path / "d.csv").mkdir()
     with pytest.raises(DataError, match="is a directory"):
-        datasets.load_table(str(tmp_path / "d.csv"), target="y")
+        load_table(str(tmp_path / "d.csv"), target="y")
     (tmp_path / "t.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match="'.*t.parquet' is not a readable Parquet file"):
-        datasets.load_table(str(tmp_path / "t.parquet"), target="y")
+        load_table(str(tmp_path / "t.parquet"), target="y")
 
 
 # --------------------------------------------------------------------------- prepare's checks
@@ -325,16 +328,28 @@ def test_loader_options_are_checked_naming_the_key() -> None:
     from omegaconf import OmegaConf
 
     def loader(**kw: Any) -> Any:
-        return OmegaConf.create({"_target_": "pipeline.data.datasets.load_table", **kw})
+        return OmegaConf.create({"_target_": "pipeline.data.table.load_table", **kw})
 
-    with pytest.raises(ConfigError, match=r"'data\.loader\.colour' is not an option.*accepts: path, target"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'data\.loader\.colour' is not an argument of pipeline\.data\.table\.load_table: "
+        r"it takes: path, target",
+    ):
         prepare.load_dataset(loader(path="x", target="y", colour="red"))
+    with pytest.raises(ConfigError, match=r"'data\.loader\.targt' .*did you mean 'data\.loader\.target'"):
+        prepare.load_dataset(loader(path="x", targt="y"))
     with pytest.raises(ConfigError, match=r"'data\.loader\.target' is required"):
         prepare.load_dataset(loader(path="x"))
     with pytest.raises(ConfigError, match=r"'data\.loader\.path' has no value"):
         prepare.load_dataset(loader(path="???", target="y"))
+    with pytest.raises(ConfigError, match=r"'data\.loader\.task' is set by the prepare stage.*set task="):
+        prepare.load_dataset(loader(path="x", target="y", task="regression"))
+    with pytest.raises(ConfigError, match=r"'data\.loader\._partial_' is not an option of a loader"):
+        prepare.load_dataset(loader(path="x", target="y", _partial_=True))
     with pytest.raises(ConfigError, match=r"'data\.loader\._target_' = 'pipeline\.nope'"):
         prepare.load_dataset(OmegaConf.create({"_target_": "pipeline.nope"}))
+    with pytest.raises(ConfigError, match=r"'data\.loader\._target_' is missing"):
+        prepare.load_dataset({"path": "x"})
 
 
 def test_non_finite_features_are_named() -> None:
@@ -342,7 +357,7 @@ def test_non_finite_features_are_named() -> None:
     X[5, 1] = np.nan
     ds = Dataset("toy", X, np.arange(60) % 2, ["a", "b", "c"], ["0", "1"])
     with pytest.raises(DataError, match=r"1 NaN or infinite.*'b'.*row 5"):
-        prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+        split.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
 
 
 @pytest.mark.parametrize(
@@ -356,12 +371,12 @@ def test_non_finite_features_are_named() -> None:
 def test_too_small_to_split_names_the_keys(y: np.ndarray, pattern: str) -> None:
     ds = Dataset("toy", np.ones((len(y), 2), np.float32), y, ["a", "b"], [str(c) for c in range(y.max() + 1)])
     with pytest.raises(DataError, match=pattern):
-        prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+        split.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
 
 
 def test_official_test_split_is_kept(tmp_path: Path) -> None:
-    ds = datasets.load_mnist(str(write_mnist(tmp_path, 300, 100)))
-    arrays, summary = prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+    ds = idx.load_mnist(str(write_mnist(tmp_path, 300, 100)))
+    arrays, summary = split.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
     assert summary["sizes"] == {"train": 260, "val": 40, "test": 100}
     assert summary["test_split"] == "official" and summary["image_shape"] == [28, 28]
     assert np.array_equal(arrays["X_test_raw"], ds.X[300:])  # the t10k rows, in order
@@ -369,8 +384,8 @@ def test_official_test_split_is_kept(tmp_path: Path) -> None:
 
 def test_batch_size_above_train_split() -> None:
     with pytest.raises(ConfigError, match=r"train split has 30 rows.*train\.batch_size=64"):
-        datasets.check_batch_size(30, 64)
-    datasets.check_batch_size(64, 64)
+        check_batch_size(30, 64)
+    check_batch_size(64, 64)
 
 
 # ------------------------------------------------------------------ each dataset, end to end
@@ -378,19 +393,18 @@ def test_batch_size_above_train_split() -> None:
 
 def run_pipeline(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Run every stage; record the feature names the explain stage draws its bars with."""
+    from pipeline import plots
     from pipeline.stages import evaluate, explain, report, train, visualize
 
     drawn: dict[str, Any] = {}
-    original = explain.figure_jobs
+    original = plots.render
 
-    # Some figures are drawn in a pool's worker; what it is asked to draw is decided here.
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        jobs = original(*args, **kwargs)
-        _, feature_names, *_ = jobs["feature_importance"]
-        drawn["feature_names"] = list(feature_names)
-        return jobs
+    def spy(item: plots.Job, folder: str | Path, dpi: int) -> Path:
+        if item.figure_id == "feature_importance":
+            drawn["feature_names"] = list(item.kwargs["feature_names"])
+        return original(item, folder, dpi)
 
-    monkeypatch.setattr(explain, "figure_jobs", spy)
+    monkeypatch.setattr(plots, "render", spy)
     summary = prepare.run(cfg)
     train.run(cfg)
     metrics = evaluate.run(cfg)
@@ -408,7 +422,7 @@ def run_pipeline(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
 @pytest.mark.slow
 def test_breast_cancer_end_to_end(make_cfg: Callable[..., Config], monkeypatch: pytest.MonkeyPatch) -> None:
     out = run_pipeline(make_cfg("data=breast_cancer", "trainer.max_epochs=5"), monkeypatch)
-    names = datasets.load_breast_cancer().feature_names
+    names = bundled.load_breast_cancer().feature_names
     assert out["summary"]["feature_names"] == names
     assert out["summary"]["class_names"] == ["malignant", "benign"]
     assert out["drawn"]["feature_names"] == names  # the importance bars are labelled by name
@@ -468,7 +482,7 @@ def test_small_tables_run_with_every_default(
     expected = (
         {"uri": str(path)}
         if data == "csv150"
-        else {"tags": {"loader": "pipeline.data.datasets.load_breast_cancer"}}
+        else {"tags": {"loader": "pipeline.data.bundled.load_breast_cancer"}}
     )
     assert sources == {json.dumps(expected, sort_keys=True)}
 
@@ -503,18 +517,15 @@ def test_mnist_end_to_end(
 def test_split_classes_by_count() -> None:
     names = ["a", "b", "c"]
     assert (
-        prepare.check_split_classes({"train": [5, 5, 5], "val": [1, 1, 1], "test": [2, 2, 2]}, names, "x")
-        == []
+        split.check_split_classes({"train": [5, 5, 5], "val": [1, 1, 1], "test": [2, 2, 2]}, names, "x") == []
     )
     with pytest.raises(
         DataError, match=r"Class 'c' occurs in the test split \(4 rows\) but never in the train"
     ):
-        prepare.check_split_classes({"train": [5, 5, 0], "val": [1, 1, 0], "test": [2, 2, 4]}, names, "x")
+        split.check_split_classes({"train": [5, 5, 0], "val": [1, 1, 0], "test": [2, 2, 4]}, names, "x")
     with pytest.raises(DataError, match=r"Class 'b', 'c' occurs in the val split"):
-        prepare.check_split_classes({"train": [5, 0, 0], "val": [1, 1, 1], "test": [2, 0, 0]}, names, "x")
-    warned = prepare.check_split_classes(
-        {"train": [5, 5, 5], "val": [1, 1, 1], "test": [2, 2, 0]}, names, "f"
-    )
+        split.check_split_classes({"train": [5, 0, 0], "val": [1, 1, 1], "test": [2, 0, 0]}, names, "x")
+    warned = split.check_split_classes({"train": [5, 5, 5], "val": [1, 1, 1], "test": [2, 2, 0]}, names, "f")
     assert warned == [
         "Class 'c' of the train split never occurs in the test split (from f): "
         "the test metrics say nothing about it."
@@ -572,24 +583,24 @@ def test_a_null_scaler_leaves_the_features_as_loaded(make_cfg: Callable[..., Con
 def test_a_table_with_its_own_split_keeps_it_and_checks_its_classes(tmp_path: Path) -> None:
     frame = split_table().assign(part=lambda f: f["part"].str.upper().str.pad(7))  # " TEST" works too
     path = write(frame, tmp_path / "flowers.csv")
-    ds = datasets.load_table(path, target="species", split="part")
+    ds = load_table(path, target="species", split="part")
     assert "part" not in ds.feature_names
     assert ds.test_rows is not None and ds.test_rows.tolist() == list(range(0, 120, 4))
-    arrays, summary = prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+    arrays, summary = split.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
     assert summary["test_split"] == "official" and summary["sizes"]["test"] == 30
 
     # A class only in the test rows stops prepare, naming it and the file.
     path = write(split_table(test_only="virginica"), tmp_path / "sorted.csv")
-    ds = datasets.load_table(path, target="species", split="part")
+    ds = load_table(path, target="species", split="part")
     with pytest.raises(
         DataError, match=r"Class 'virginica' occurs in the test split \(40 rows\).*sorted\.csv"
     ):
-        prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+        split.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
 
     # A class only in the train rows is a warning, in the summary.
     path = write(split_table(train_only="setosa"), tmp_path / "no_setosa_test.csv")
-    ds = datasets.load_table(path, target="species", split="part")
-    _, summary = prepare.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
+    ds = load_table(path, target="species", split="part")
+    _, summary = split.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
     assert summary["class_balance"]["test"][ds.class_names.index("setosa")] == 0
     assert summary["warnings"] == [
         f"Class 'setosa' of the train split never occurs in the test split (from '{path}' (split by "
@@ -598,7 +609,7 @@ def test_a_table_with_its_own_split_keeps_it_and_checks_its_classes(tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    ("frame", "split", "message"),
+    ("frame", "column", "message"),
     [
         (split_table(), "fold", r"data\.loader\.split='fold' is not in .*its columns are: length"),
         (split_table(), "species", r"'species' is both data\.loader\.target and data\.loader\.split"),
@@ -610,42 +621,42 @@ def test_a_table_with_its_own_split_keeps_it_and_checks_its_classes(tmp_path: Pa
         ),
     ],
 )
-def test_a_bad_split_column_is_named(frame: pd.DataFrame, split: str, message: str, tmp_path: Path) -> None:
+def test_a_bad_split_column_is_named(frame: pd.DataFrame, column: str, message: str, tmp_path: Path) -> None:
     path = write(frame, tmp_path / "t.csv")
     with pytest.raises(DataError, match=message):
-        datasets.load_table(path, target="species", split=split, missing="mean")
+        load_table(path, target="species", split=column, missing="mean")
 
 
 def test_pixel_scale_divides_every_feature_by_one_value(make_cfg: Callable[..., Config]) -> None:
     from hydra.utils import instantiate
 
     X = np.array([[0, 51, 255], [255, 0, 102]], dtype=np.float32)
-    scaler = datasets.PixelScale(255)
+    scaler = PixelScale(255)
     assert scaler.fit(X) is scaler
     assert np.allclose(scaler.transform(X), [[0, 0.2, 1], [1, 0, 0.4]])
     # The MNIST preset divides by 255 (benchmarks/scaling.py: it trains better than standardising).
     preset = instantiate(make_cfg("data=mnist").data.scaler)
-    assert isinstance(preset, datasets.PixelScale) and preset.max_value == 255
+    assert isinstance(preset, PixelScale) and preset.max_value == 255
     with pytest.raises(ConfigError, match=r"'data\.scaler\.max_value' = -1 must be positive"):
-        datasets.PixelScale(-1)
+        PixelScale(-1)
 
 
 def test_task_is_inferred_from_the_target(tmp_path: Path) -> None:
     frame = table()
-    classes = datasets.load_table(write(frame, tmp_path / "c.csv"), target="species")
+    classes = load_table(write(frame, tmp_path / "c.csv"), target="species")
     assert classes.task == "classification" and classes.target_name == ""
     # Integers with few distinct values are classes; reals (or many integers) a quantity.
     few = frame.assign(species=np.arange(len(frame)) % 3)
-    assert datasets.load_table(write(few, tmp_path / "few.csv"), target="species").task == "classification"
+    assert load_table(write(few, tmp_path / "few.csv"), target="species").task == "classification"
     many = frame.assign(species=np.arange(len(frame)) * 7)
-    assert datasets.infer_task(many["species"]) == "regression"
+    assert infer_task(many["species"]) == "regression"
     reals = frame.assign(species=np.linspace(10.0, 20.0, len(frame)))
-    ds = datasets.load_table(write(reals, tmp_path / "r.csv"), target="species")
+    ds = load_table(write(reals, tmp_path / "r.csv"), target="species")
     assert ds.task == "regression" and ds.target_name == "species" and ds.class_names == []
     assert ds.y.dtype == np.float32
     np.testing.assert_allclose(ds.y, reals["species"], rtol=1e-6)
     # Set explicitly, the task wins over the inference: integer codes 0..2 as a quantity.
-    forced = datasets.load_table(write(few, tmp_path / "few2.csv"), target="species", task="regression")
+    forced = load_table(write(few, tmp_path / "few2.csv"), target="species", task="regression")
     assert forced.task == "regression" and set(forced.y.tolist()) == {0.0, 1.0, 2.0}
 
 
@@ -669,11 +680,11 @@ def test_regression_target_errors(
 ) -> None:
     path = write(change(table()), tmp_path / "t.parquet")
     with pytest.raises(DataError, match=pattern):
-        datasets.load_table(path, target="species", task="regression")
+        load_table(path, target="species", task="regression")
 
 
 def test_diabetes_is_a_regression() -> None:
-    ds = datasets.load_diabetes()
+    ds = bundled.load_diabetes()
     assert ds.task == "regression" and ds.target_name == "progression"
     assert ds.X.shape == (442, 10) and ds.feature_names[2] == "bmi"
     assert ds.y.min() >= 25 and ds.y.max() <= 346

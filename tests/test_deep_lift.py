@@ -10,16 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.explain import deep_lift
+from pipeline.explain import deep_lift, rules
+from pipeline.explain.explainers import deep_shap, path_of
 from pipeline.nets.model import CNN, MLP, Shaped
-from pipeline.stages import explain
 
 
 def shap_reference(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import shap
 
     explainer = shap.DeepExplainer(net, torch.from_numpy(background))
-    with deep_lift.unpooling_allowed():  # a Trainer of an earlier test may have left deterministic mode on
+    with rules.unpooling_allowed():  # a Trainer of an earlier test may have left deterministic mode on
         values = np.asarray(explainer.shap_values(torch.from_numpy(X), check_additivity=False))
     return values, np.asarray(explainer.expected_value)
 
@@ -157,7 +157,7 @@ def test_networks_that_are_not_chains_go_to_shap(cls: type[nn.Module]) -> None:
     rng = np.random.default_rng(2)
     background = rng.normal(size=(5, 6)).astype(np.float32)
     assert deep_lift.chain_of(net, torch.from_numpy(background)) is None
-    assert explain.explainer_path("deep", net, background) == "shap.DeepExplainer"
+    assert path_of(deep_shap, net, background) == "shap.DeepExplainer"
     with pytest.raises(ValueError, match="use shap.DeepExplainer"):
         deep_lift.deep_shap(net, background, background)
 
@@ -169,9 +169,9 @@ def test_explain_picks_each_path_by_the_layers_it_finds() -> None:
     cnn = NETS["cnn max pool"]().eval()
     background = rng.normal(size=(8, 64)).astype(np.float32)
     X = rng.normal(size=(4, 64)).astype(np.float32)
-    assert explain.explainer_path("deep", mlp, background) == "closed form (pipeline.explain.fast_deep)"
-    assert explain.explainer_path("deep", cnn, background) == "batched DeepLIFT (pipeline.explain.deep_lift)"
-    values, base = explain.deep_shap(cnn, background, X)
+    assert path_of(deep_shap, mlp, background) == "closed form (pipeline.explain.fast_deep)"
+    assert path_of(deep_shap, cnn, background) == "batched DeepLIFT (pipeline.explain.deep_lift)"
+    values, base = deep_shap(cnn, background, X)
     expected, _ = shap_reference(cnn, background, X)
     assert base.shape == (4, 5)  # one base row per sample, as every explainer gives
     np.testing.assert_allclose(values, expected, atol=1e-4, rtol=0)

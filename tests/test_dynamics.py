@@ -62,7 +62,8 @@ def test_gradient_depth_ratio_by_hand() -> None:
 
 def _fit_depth_ratio(activation: str, tmp_path: Path) -> tuple[dict, float]:  # type: ignore[type-arg]
     from pipeline.config import to_config
-    from pipeline.stages.train import build_trainer, fit
+    from pipeline.training.build import build_trainer
+    from pipeline.training.fit import fit
 
     rng = np.random.default_rng(0)
     arrays = {
@@ -80,7 +81,7 @@ def _fit_depth_ratio(activation: str, tmp_path: Path) -> tuple[dict, float]:  # 
     torch.manual_seed(0)
     net = model.MLP(16, 4, [32, 32, 32, 32], activation, 0.0)
     fit(net, lambda p: torch.optim.SGD(p, lr=0.01), arrays, trainer, 32, 0)
-    history = roles["gradient_norms"].to_dict()
+    history = roles.gradient_norms.to_dict()
     return history, stats.gradient_depth_ratio(history)
 
 

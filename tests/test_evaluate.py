@@ -1,3 +1,5 @@
+"""The evaluate stage and what it asks of the task (the scores themselves: tests/test_metrics.py)."""
+
 from __future__ import annotations
 
 import json
@@ -5,52 +7,64 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
-from pipeline.stages import evaluate
+from pipeline import io, layout, task
 
-
-def test_confusion_and_per_class_scores() -> None:
-    y_true = np.array([0, 0, 0, 1, 1, 2])
-    y_pred = np.array([0, 0, 1, 1, 2, 2])
-    cm = evaluate.confusion(y_true, y_pred, 3)
-    assert cm.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
-    s = evaluate.per_class(cm)
-    assert s["precision"].tolist() == pytest.approx([1.0, 0.5, 0.5])
-    assert s["recall"].tolist() == pytest.approx([2 / 3, 0.5, 1.0])
-    assert s["f1"].tolist() == pytest.approx([0.8, 0.5, 2 / 3])
-    assert s["support"].tolist() == [3, 2, 1]
+CLASSES = {"task": "classification", "class_names": ["a", "b", "c"]}
+TARGET = {"task": "regression", "target_name": "price", "target_mean": 2.0}
 
 
-def test_undefined_precision_is_zero() -> None:
-    s = evaluate.per_class(evaluate.confusion(np.array([0, 1]), np.array([0, 0]), 2))
-    assert s["precision"].tolist() == [0.5, 0.0] and s["f1"][1] == 0.0
+def test_classification_scores_figures_and_plot_rows() -> None:
+    t = task.of(CLASSES)
+    y = np.array([0, 0, 0, 1, 2])
+    probs = np.eye(3)[[0, 1, 1, 1, 2]] * 0.8 + 0.2 / 3
+    scores = t.score(y, probs, calibration_bins=10)
+    assert scores["metrics"]["accuracy"] == pytest.approx(0.6) and "task" not in scores
+    jobs = t.evaluation_jobs(scores, y, probs)
+    assert [j.figure_id for j in jobs] == ["confusion_matrix", "per_class", "reliability"]
+    assert jobs[1].kwargs["labels"] == ["a", "b", "c"] and jobs[1].kwargs["recall"] == [1 / 3, 1.0, 1.0]
+    rows = t.plot_rows(scores, y, probs)
+    assert set(rows) == {"predictions", "calibration"}
+    assert rows["predictions"][:2] == [("a", "a"), ("a", "b")]
+    assert rows["calibration"] == [(pytest.approx(0.8667, abs=1e-4), 0.6, 5)]
+    assert t.describe_scores(scores).startswith("Test accuracy 0.6000, macro F1 ")
 
 
-def test_log_loss() -> None:
-    probs = np.array([[0.5, 0.5], [0.25, 0.75]])
-    assert evaluate.log_loss(np.array([0, 1]), probs) == pytest.approx(-(np.log(0.5) + np.log(0.75)) / 2)
+def test_regression_scores_figures_and_plot_rows() -> None:
+    t = task.of(TARGET)
+    y, pred = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.0, 4.5])
+    scores = t.score(y, pred, calibration_bins=10)
+    assert list(scores) == ["task", "metrics", "largest_errors", "residual_quantiles"]
+    assert scores["task"] == "regression" and scores["metrics"]["r2"] == pytest.approx(0.7)
+    jobs = t.evaluation_jobs(scores, y, pred)
+    assert [j.figure_id for j in jobs] == [
+        "predicted_vs_actual",
+        "residuals_vs_predicted",
+        "residual_distribution",
+    ]
+    np.testing.assert_array_equal(jobs[2].kwargs["residuals"], [-0.5, 0.0, 1.0, -0.5])
+    assert jobs[0].kwargs["target"] == "price"
+    assert t.plot_rows(scores, y, pred) == {
+        "regression_plot": [(1.0, 1.5), (2.0, 2.0), (3.0, 2.0), (4.0, 4.5)]
+    }
+    assert t.describe_scores(scores) == (
+        "Test RMSE 0.6124, MAE 0.5 price (predicting the train mean: RMSE 1.225), R² 0.7000 on 4 samples"
+    )
 
 
-def test_ece_by_hand() -> None:
-    # Two bins of 2 samples. Bin (0.5, 0.75]: confidences 0.6, 0.7, one right -> |0.5-0.65| = 0.15.
-    # Bin (0.75, 1]: confidences 0.9, 0.9, both right -> |1 - 0.9| = 0.1. ECE = 0.5*0.15 + 0.5*0.1.
-    probs = np.array([[0.6, 0.4], [0.3, 0.7], [0.9, 0.1], [0.1, 0.9]])
-    y = np.array([0, 0, 0, 1])
-    assert evaluate.expected_calibration_error(y, probs, n_bins=4) == pytest.approx(0.125)
-    rows = evaluate.reliability(y, probs, 4)
-    assert [r["count"] for r in rows] == [2, 2]
-
-
-def test_perfectly_calibrated_is_zero() -> None:
-    probs = np.array([[1.0, 0.0], [0.0, 1.0]])
-    assert evaluate.expected_calibration_error(np.array([0, 1]), probs, 10) == 0.0
-
-
-def test_evaluate_core_top_confusions() -> None:
-    probs = np.eye(3)[[0, 1, 1, 1, 2]]
-    out = evaluate.evaluate(np.array([0, 0, 0, 1, 2]), probs, ["a", "b", "c"], 10)
-    assert out["metrics"]["accuracy"] == pytest.approx(0.6)
-    assert out["top_confusions"] == [{"true": "a", "predicted": "b", "count": 2}]
+def test_each_task_predicts_through_the_shared_forward_pass() -> None:
+    torch.manual_seed(0)
+    X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    probs = task.of(CLASSES).predict(nn.Linear(4, 3), X)
+    assert probs.shape == (5, 3) and probs.dtype == np.float64
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    net = nn.Linear(4, 1)
+    values = task.of(TARGET).predict(net, X)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(X)).numpy().reshape(-1)
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
 
 
 def test_run_outputs(small_run) -> None:  # type: ignore[no-untyped-def]
@@ -60,3 +74,10 @@ def test_run_outputs(small_run) -> None:  # type: ignore[no-untyped-def]
     assert 0 < metrics["accuracy"] <= 1
     rows = Path(cfg.paths.predictions).read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 1 + metrics["n_test"]
+    evaluation = io.read_json(layout.evaluation_file(cfg), "evaluate")
+    assert evaluation == results["evaluate"] and "task" not in evaluation
+    calibration = io.read_csv(cfg.paths.calibration, "evaluate")
+    assert sum(int(r["count"]) for r in calibration) == metrics["n_test"]
+    assert io.read_csv(cfg.paths.regression_plot, "evaluate") == []  # a regression's plot: no rows
+    figures = {p.stem for p in layout.figure_dir(cfg.paths.evaluate).glob("*.png")}
+    assert figures == {"training_curves", "confusion_matrix", "per_class", "reliability"}

@@ -1,3 +1,6 @@
+"""The explain stage: the trust statistics on hand-made cases (pipeline.explain.trust, core, jobs),
+the attribution figures, and the stage on small runs (its files, MLflow record and report)."""
+
 from __future__ import annotations
 
 import itertools
@@ -12,13 +15,16 @@ from torch import nn
 
 from pipeline import io, layout
 from pipeline.errors import ConfigError
-from pipeline.explain import similarity
+from pipeline.explain import core, jobs, similarity, trust
 from pipeline.nets import model
 from pipeline.plots import attribution as figs
 from pipeline.plots import figures
 from pipeline.stages import explain, report
+from pipeline.task.classification import Classification
 from pipeline.tracking import runs, store
 from tests.test_visualize import live_figures
+
+CLASSES = Classification({"class_names": ["a", "b", "c"], "feature_names": ["x"], "image_shape": None})
 
 # --- statistics on hand-made cases -------------------------------------------------------------
 
@@ -27,17 +33,17 @@ def test_additivity_error_and_importance_by_hand() -> None:
     values = np.array([[[1.0, -1.0], [2.0, 0.5]]])  # (1 sample, 2 features, 2 classes)
     base = np.array([0.5, 0.0])
     outputs = np.array([[3.5, -0.25]])
-    assert explain.additivity_error(values, base, outputs).tolist() == [[0.0, 0.25]]
+    assert trust.additivity_error(values, base, outputs).tolist() == [[0.0, 0.25]]
     # per-sample base values (n, classes) give the same answer
-    assert explain.additivity_error(values, base[None], outputs).tolist() == [[0.0, 0.25]]
-    assert explain.mean_abs_importance(values).tolist() == [[1.0, 2.0], [1.0, 0.5]]
+    assert trust.additivity_error(values, base[None], outputs).tolist() == [[0.0, 0.25]]
+    assert trust.mean_abs_importance(values).tolist() == [[1.0, 2.0], [1.0, 0.5]]
 
 
 def test_predicted_class_values_and_order() -> None:
     values = np.arange(12, dtype=float).reshape(2, 3, 2)  # (2 samples, 3 features, 2 classes)
-    picked = explain.predicted_class_values(values, np.array([1, 0]))
+    picked = trust.for_class(values, np.array([1, 0]))
     assert picked.tolist() == [[1, 3, 5], [6, 8, 10]]
-    assert explain.importance_order(np.array([[0.1, -3.0, 2.0, 2.0]])).tolist() == [[1, 2, 3, 0]]
+    assert trust.importance_order(np.array([[0.1, -3.0, 2.0, 2.0]])).tolist() == [[1, 2, 3, 0]]
 
 
 def _one_feature_model(x: np.ndarray) -> np.ndarray:
@@ -51,22 +57,22 @@ def test_removal_accuracy_and_faithfulness_area_on_a_one_feature_model() -> None
     y = np.array([1, 1, 0, 0])
     baseline = np.zeros(4, dtype=np.float32)
     first = np.tile([0, 1, 2, 3], (4, 1))  # feature 0 first (what a faithful explanation says)
-    guided = explain.removal_accuracy(_one_feature_model, X, y, first, baseline, steps=4)
+    guided = trust.removal_accuracy(_one_feature_model, X, y, first, baseline, steps=4)
     # Removing x0 makes every class-1 sample wrong (tie -> class 0): accuracy 1 -> 0.5 at once.
     assert guided.tolist() == [1.0, 0.5, 0.5, 0.5, 0.5]
     # All 24 orders per sample: feature 0 is among the first j of 4 with probability j/4.
     all_orders = np.array([np.tile(p, (4, 1)) for p in itertools.permutations(range(4))])  # (24, 4, 4)
-    random = explain.removal_accuracy(_one_feature_model, X, y, all_orders, baseline, steps=4).mean(axis=0)
+    random = trust.removal_accuracy(_one_feature_model, X, y, all_orders, baseline, steps=4).mean(axis=0)
     assert np.allclose(random, [1.0, 0.875, 0.75, 0.625, 0.5])
-    fractions = explain.removal_fractions(4, 4)
+    fractions = trust.removal_fractions(4, 4)
     assert fractions.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     # Gap [0, .375, .25, .125, 0] integrated over the removed fraction: 0.25 * 0.75 = 0.1875.
-    assert explain.faithfulness_area(fractions, guided, random) == pytest.approx(0.1875)
+    assert trust.faithfulness_area(fractions, guided, random) == pytest.approx(0.1875)
     # An explanation that ranks feature 0 last is worse than random: negative area, mirrored.
     last = np.tile([1, 2, 3, 0], (4, 1))
-    worst = explain.removal_accuracy(_one_feature_model, X, y, last, baseline, steps=4)
+    worst = trust.removal_accuracy(_one_feature_model, X, y, last, baseline, steps=4)
     assert worst.tolist() == [1.0, 1.0, 1.0, 1.0, 0.5]
-    assert explain.faithfulness_area(fractions, worst, random) == pytest.approx(-0.1875)
+    assert trust.faithfulness_area(fractions, worst, random) == pytest.approx(-0.1875)
 
 
 def test_faithfulness_with_seeded_random_orders() -> None:
@@ -76,7 +82,7 @@ def test_faithfulness_with_seeded_random_orders() -> None:
     y = (X[:, 0] > 0).astype(int)
     attributions = np.zeros((200, 6))
     attributions[:, 0] = 1.0  # the explanation puts feature 0 first for every sample
-    out = explain.faithfulness(
+    out = trust.faithfulness(
         _one_feature_model,
         X,
         y,
@@ -90,7 +96,7 @@ def test_faithfulness_with_seeded_random_orders() -> None:
     # Expected random curve 1 - 0.5 j/6 -> area = 0.5 * sum_{j=1..5}(j/6)/6 ... = 5/24 * 1 - ... ~ 0.2083
     expected = np.trapezoid(1 - 0.5 * np.arange(7) / 6 - out["guided"], out["fractions"])
     assert out["area"] == pytest.approx(expected, abs=0.02)
-    again = explain.faithfulness(
+    again = trust.faithfulness(
         _one_feature_model,
         X,
         y,
@@ -105,22 +111,39 @@ def test_faithfulness_with_seeded_random_orders() -> None:
 
 def test_split_examples_and_extra_mistakes() -> None:
     y_true, y_pred = np.array([0, 1, 2, 3, 4]), np.array([1, 1, 0, 3, 0])
-    groups = explain.split_examples(y_true, y_pred, 2)
+    groups = jobs.split_examples(y_true, y_pred, 2)
     assert groups["correct"].tolist() == [1, 3] and groups["wrong"].tolist() == [0, 2]
+    wrong = CLASSES.wrong_rows(y_true, y_pred)
+    assert wrong.tolist() == [0, 2, 4]
     # Mistakes of the whole test split (rows 0, 2, 4) not already explained (rows 0, 1): 2 then 4.
-    assert explain.extra_mistakes(y_true, y_pred, np.array([0, 1]), 5).tolist() == [2, 4]
-    assert explain.extra_mistakes(y_true, y_pred, np.array([0, 1]), 1).tolist() == [2]
-    assert explain.extra_mistakes(y_true, y_pred, np.array([0, 1]), -3).tolist() == []
+    assert core.extra_mistakes(wrong, np.array([0, 1]), 5).tolist() == [2, 4]
+    assert core.extra_mistakes(wrong, np.array([0, 1]), 1).tolist() == [2]
+    assert core.extra_mistakes(wrong, np.array([0, 1]), -3).tolist() == []
 
 
-def test_average_ranks_match_scipy_with_ties() -> None:
-    from scipy.stats import rankdata
+def test_classification_explains_the_predicted_class_and_shows_mistakes_first() -> None:
+    logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.5], [0.0, 0.2, 0.1]])
+    assert CLASSES.prediction_of(logits).tolist() == [1, 0, 1]
+    assert CLASSES.explained_outputs(logits, np.arange(3)).tolist() == [1, 0, 1]
+    y_true, y_pred = np.array([0, 1, 2, 3, 4, 5]), np.array([0, 2, 2, 0, 4, 1])
+    assert CLASSES.pick_examples(y_true, y_pred, 4).tolist() == [1, 3, 0, 2]  # 2 of 3 mistakes, then right
+    assert CLASSES.pick_examples(y_true, y_pred, 9).tolist() == [1, 3, 5, 0, 2, 4]
+    assert CLASSES.removal_score() is trust.ACCURACY
+
+
+def test_rank_agreement_matches_scipy_with_ties() -> None:
+    from scipy.stats import spearmanr
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 5, size=(30, 12)).astype(float)  # many ties
-    a[3] = 2.0  # a constant row
-    assert np.array_equal(similarity.average_ranks(a), rankdata(a, axis=1))
-    assert similarity.average_ranks(np.array([[0.5, -1.0, 0.5, 3.0]])).tolist() == [[2.5, 1.0, 2.5, 4.0]]
+    b = rng.integers(0, 5, size=(30, 12)).astype(float)
+    a[3] = 2.0  # a constant row: no ranking
+    rho = similarity.rank_agreement(a, b)
+    expected = [
+        spearmanr(x, y).statistic if i != 3 else np.nan for i, (x, y) in enumerate(zip(a, b, strict=True))
+    ]
+    np.testing.assert_allclose(rho, expected, atol=1e-12)
+    assert np.isnan(rho[3])
 
 
 def test_rank_agreement_known_answers() -> None:
@@ -131,137 +154,16 @@ def test_rank_agreement_known_answers() -> None:
     assert rho[1] == pytest.approx(-1.0)  # reversed
     assert rho[2] == pytest.approx(1 - 6 * 2 / (4 * 15))  # one adjacent swap: 0.8
     assert np.isnan(rho[3])  # a constant row has no ranking
-    summary = explain.summarize(rho)
+    summary = trust.summarize(rho)
     assert summary["n"] == 3
     assert summary["median"] == pytest.approx(0.8)
     assert summary["mean"] == pytest.approx((1 - 1 + 0.8) / 3)
 
 
 def test_summarize_quantiles() -> None:
-    s = explain.summarize(np.linspace(0, 1, 11))
+    s = trust.summarize(np.linspace(0, 1, 11))
     assert (s["mean"], s["median"], s["q10"], s["q90"]) == pytest.approx((0.5, 0.5, 0.1, 0.9))
     assert s["q25"] == pytest.approx(0.25) and s["q75"] == pytest.approx(0.75)
-
-
-# --- explainers on a tiny model -----------------------------------------------------------------
-
-
-def _linear() -> tuple[nn.Module, np.ndarray, np.ndarray]:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(4, 3))
-    background = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
-    X = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
-    return net, background, X
-
-
-def _outputs(net: nn.Module, X: np.ndarray) -> np.ndarray:
-    return explain.logits_fn(net)(X)
-
-
-@pytest.mark.parametrize(
-    ("name", "options"),
-    [
-        ("deep", {}),
-        ("permutation", {"max_evals": 50}),
-        ("partition", {"max_evals": 50}),
-        ("kernel", {"nsamples": 100}),
-    ],
-)
-def test_explainers_on_a_linear_model_are_exact(name: str, options: dict[str, Any]) -> None:
-    # For a linear model (independent features) SHAP values are w_j * (x_j - mean(background_j)).
-    net, background, X = _linear()
-    values, base = explain.EXPLAINERS[name](net, background, X, **explain.explainer_options(name, options, 0))
-    assert values.shape == (5, 4, 3) and base.shape == (5, 3)
-    w = net[0].weight.detach().numpy().astype(np.float64)  # (3, 4)
-    expected = (X - background.mean(axis=0))[:, :, None] * w.T[None, :, :]
-    assert np.allclose(values, expected, atol=1e-4)
-    assert explain.additivity_error(values, base, _outputs(net, X)).max() < 1e-4
-
-
-def _tiny_mlp() -> tuple[nn.Module, np.ndarray, np.ndarray]:
-    torch.manual_seed(0)
-    net = model.MLP(6, 3, hidden_sizes=[8], activation="tanh", dropout=0.1).eval()
-    rng = np.random.default_rng(0)
-    return net, rng.normal(size=(25, 6)).astype(np.float32), rng.normal(size=(7, 6)).astype(np.float32)
-
-
-@pytest.mark.parametrize(
-    ("name", "options", "tolerance"),
-    [
-        ("deep", {}, 1e-5),
-        ("permutation", {"max_evals": 13}, 1e-6),  # one full permutation forwards and back: exact sums
-        ("partition", {"max_evals": 100}, 1e-6),
-        ("kernel", {"nsamples": 64}, 1e-5),  # 2^6 coalitions: the whole space
-        ("gradient", {"nsamples": 400}, 0.3),  # expected gradients: additive only on average
-    ],
-)
-def test_every_explainer_gives_logit_attributions_that_add_up(
-    name: str, options: dict[str, Any], tolerance: float
-) -> None:
-    net, background, X = _tiny_mlp()
-    values, base = explain.EXPLAINERS[name](net, background, X, **explain.explainer_options(name, options, 0))
-    assert values.shape == (7, 6, 3) and base.shape == (7, 3)
-    outputs = _outputs(net, X)
-    error = explain.additivity_error(values, base, outputs)
-    assert error.max() < tolerance
-    if name != "deep":  # each method agrees with DeepExplainer on the ranking of the features
-        deep, _ = explain.deep_shap(net, background, X)
-        pred = outputs.argmax(axis=1)
-        rho = similarity.rank_agreement(
-            explain.predicted_class_values(values, pred), explain.predicted_class_values(deep, pred)
-        )
-        assert np.median(rho) > 0.6
-
-
-def test_integrated_gradients_on_a_linear_model() -> None:
-    # For a linear model IG from baseline b is w_target * (x - b) exactly: the same as DeepSHAP from
-    # the background mean, so the two rankings agree perfectly.
-    net, background, X = _linear()
-    target = np.array([0, 1, 2, 0, 1])
-    baseline = background.mean(axis=0)
-    ig, gap = explain.integrated_gradients(net, X, baseline, target, steps=8)
-    w = net[0].weight.detach().numpy().astype(np.float64)
-    assert np.allclose(ig, (X - baseline) * w[target], atol=1e-5)
-    assert gap.max() < 1e-4
-    deep, _ = explain.deep_shap(net, background, X)
-    assert np.allclose(similarity.rank_agreement(explain.predicted_class_values(deep, target), ig), 1.0)
-
-
-# --- configuration errors -----------------------------------------------------------------------
-
-
-def test_explainer_options_are_checked_against_the_explainer() -> None:
-    assert explain.explainer_options("permutation", {"max_evals": 99}, seed=7) == {"max_evals": 99, "seed": 7}
-    assert explain.explainer_options("deep", {}, seed=7) == {}
-    with pytest.raises(ConfigError, match=r"explain.options.nsamples.*permutation.*max_evals"):
-        explain.explainer_options("permutation", {"nsamples": 10}, seed=0)
-    with pytest.raises(ConfigError, match=r"explain.options.nsamples.*integer"):
-        explain.explainer_options("kernel", {"nsamples": "many"}, seed=0)
-    with pytest.raises(ConfigError, match=r"explain.options.max_evals.*at least 1"):
-        explain.explainer_options("partition", {"max_evals": 0}, seed=0)
-
-
-def test_unsupported_model_explainer_pairs_say_what_to_use() -> None:
-    net, background, X = _tiny_mlp()
-    with pytest.raises(ConfigError, match=r"at least 2 x features \+ 1 = 13.*max_evals=13"):
-        explain.permutation_shap(net, background, X, max_evals=12)
-    with pytest.raises(ConfigError, match=r"kernel on 6 features.*explain=permutation"):
-        explain.kernel_shap(net, background, X, max_features=5)
-    odd = nn.Sequential(nn.Linear(6, 4), nn.Hardswish(), nn.Linear(4, 3))
-    with pytest.raises(ConfigError, match=r"deep cannot propagate through layer\(s\) Hardswish.*gradient"):
-        explain.deep_shap(odd, background, X)
-    with pytest.raises(ConfigError, match=r"gradient needs a PyTorch model.*permutation"):
-        explain.gradient_shap(explain.logits_fn(net), background, X)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"partition.*constant.*permutation"):
-        explain.partition_shap(net, np.ones_like(background), X)
-
-
-def test_every_explain_config_composes_and_names_a_registered_explainer(make_cfg) -> None:  # type: ignore[no-untyped-def]
-    for conf in sorted((Path(__file__).parents[1] / "conf" / "explain").glob("*.yaml")):
-        cfg = make_cfg(f"explain={conf.stem}")
-        name = cfg.explain.explainer.value
-        assert name == conf.stem and name in explain.EXPLAINERS
-        explain.explainer_options(name, dict(cfg.explain.options), cfg.seed)  # options are valid
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -272,11 +174,6 @@ def _drawn(fig: Any) -> bool:
 
 
 def test_attribution_figures_draw_and_close() -> None:
-    # shap keeps the ImportErrors of its optional parts for good, and through their tracebacks every
-    # frame on the stack when it was first imported: imported here, that frame is this test's
-    # rather than the beeswarm's, whose figure it would keep alive.
-    import shap  # noqa: F401
-
     rng = np.random.default_rng(0)
     values = rng.normal(size=(12, 5, 3))
     data = rng.normal(size=(12, 5))
@@ -450,7 +347,11 @@ def test_unknown_option_stops_the_stage_before_any_work(small_run) -> None:  # t
 
     bad = OmegaConf.create(OmegaConf.to_container(cfg))  # type: ignore[arg-type]  # not struct: may add keys
     bad.explain.options.nsamples = 10  # deep takes no options
+    bad.paths.prepare = "nowhere"  # a stage that read its inputs first would fail on these instead
     with pytest.raises(ConfigError, match=r"explain.options.nsamples.*deep"):
+        explain.run(bad)  # type: ignore[arg-type]
+    bad.explain.options = {"_target_": "pipeline.explain.explainers.lime_shap", "_partial_": True}
+    with pytest.raises(ConfigError, match=r"explain.options._target_"):
         explain.run(bad)  # type: ignore[arg-type]
 
 
@@ -469,7 +370,7 @@ def test_tabular_figures_reach_the_report_with_captions(make_cfg) -> None:  # ty
 
 
 def test_sample_sizes_are_upper_bounds_and_say_so() -> None:
-    from pipeline.stages.explain import sample_sizes
+    sample_sizes = core.sample_sizes
 
     assert sample_sizes(360, 1257, 200, 100) == (200, 100, [])
     used_samples, used_background, notes = sample_sizes(114, 364, 200, 400)

@@ -13,13 +13,18 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import io, layout
-from pipeline.config import Config, TrustConfig
-from pipeline.explain import surrogate
+from pipeline import io, layout, stats
+from pipeline.config import Config, ExplainConfig, SanityConfig, SurrogateConfig
+from pipeline.explain import core, explainers, surrogate, trust
 from pipeline.plots import attribution as figs
 from pipeline.plots import checks as check_figs
 from pipeline.plots import figures
 from pipeline.stages import explain
+from pipeline.task.regression import Regression
+
+TASK = Regression(
+    {"target_name": "y", "class_names": ["y"], "feature_names": ["a", "b", "c"], "image_shape": None}
+)
 
 # --- statistics on hand-made cases -------------------------------------------------------------
 
@@ -36,7 +41,7 @@ def test_rmse_grows_faster_when_the_feature_that_matters_goes_first() -> None:
     baseline = np.zeros(4)
     attributions = np.zeros((50, 4))
     attributions[:, 0] = 1.0  # feature 0 ranked first
-    out = explain.faithfulness(
+    out = trust.faithfulness(
         _first_feature_times_ten,
         X,
         y,
@@ -45,7 +50,7 @@ def test_rmse_grows_faster_when_the_feature_that_matters_goes_first() -> None:
         steps=4,
         n_random=8,
         rng=np.random.default_rng(1),
-        regression=True,
+        score=TASK.removal_score(),
     )
     rmse_all_removed = float(np.sqrt(np.mean(y**2)))
     assert out["guided"][0] == pytest.approx(0.0, abs=1e-5)  # the masked copies are float32
@@ -56,7 +61,7 @@ def test_rmse_grows_faster_when_the_feature_that_matters_goes_first() -> None:
     assert np.all(out["guided"] >= out["random"] - 1e-5)
     assert out["area"] > 0
     # The same with the explanation reversed (the feature that matters last): the area turns negative.
-    reversed_out = explain.faithfulness(
+    reversed_out = trust.faithfulness(
         _first_feature_times_ten,
         X,
         y,
@@ -65,22 +70,35 @@ def test_rmse_grows_faster_when_the_feature_that_matters_goes_first() -> None:
         steps=4,
         n_random=8,
         rng=np.random.default_rng(1),
-        regression=True,
+        score=trust.RMSE,
     )
     assert reversed_out["area"] < 0
 
 
 def test_rmse_score_by_hand() -> None:
     outputs = np.array([[[1.0], [3.0]], [[2.0], [2.0]]])  # (S=2, n=2, 1)
-    assert explain.rmse_score(outputs, np.array([1.0, 1.0])).tolist() == pytest.approx([np.sqrt(2.0), 1.0])
+    assert trust.rmse_score(outputs, np.array([1.0, 1.0])).tolist() == pytest.approx([np.sqrt(2.0), 1.0])
 
 
 def test_regression_examples_take_the_largest_errors_first_then_the_best() -> None:
     y_true = np.array([10.0, 10.0, 10.0, 10.0, 10.0])
     y_pred = np.array([11.0, 30.0, 10.0, 0.0, 12.0])
-    assert explain.pick_regression_examples(y_true, y_pred, 4).tolist() == [1, 3, 2, 0]
-    assert explain.pick_regression_examples(y_true, y_pred, 9).tolist() == [1, 3, 4, 0, 2]  # all, worst first
-    assert explain.pick_regression_examples(y_true[:0], y_pred[:0], 4).tolist() == []
+    assert TASK.pick_examples(y_true, y_pred, 4).tolist() == [1, 3, 2, 0]
+    assert TASK.pick_examples(y_true, y_pred, 9).tolist() == [1, 3, 4, 0, 2]  # all, worst first
+    assert TASK.pick_examples(y_true[:0], y_pred[:0], 4).tolist() == []
+
+
+def test_a_regression_explains_its_one_output_and_has_no_mistakes() -> None:
+    outputs = np.array([[150.0], [90.5], [200.25]])
+    assert TASK.prediction_of(outputs).tolist() == [150.0, 90.5, 200.25]
+    assert TASK.explained_outputs(outputs, np.arange(3)).tolist() == [0, 0, 0]
+    assert TASK.wrong_rows(np.array([1.0, 2.0]), np.array([5.0, 2.0])).tolist() == []
+    faith = {"fractions": np.array([0.0, 0.5, 1.0]), "guided": np.array([1.0, 3.0, 5.0]),
+             "random": np.array([1.0, 2.0, 5.0]), "area": 0.5}  # fmt: skip
+    metrics = TASK.faithfulness_metrics(faith, np.array([0.0, 2.0]))  # targets' sd 1
+    assert metrics["faithfulness_area"] == metrics["faithfulness_rmse_area"] == 0.5
+    assert metrics["faithfulness_rmse_top10pct_removed"] == pytest.approx(1.4)
+    assert metrics["faithfulness_random_rmse_top10pct_removed"] == pytest.approx(1.2)
 
 
 # --- the surrogate regression tree --------------------------------------------------------------
@@ -90,7 +108,11 @@ def test_a_step_function_gets_a_regression_surrogate_of_r2_one_at_depth_one() ->
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 3))
     teacher = np.where(X[:, 1] > 0.25, 200.0, 100.0)  # one threshold on feature 1
-    tree = surrogate.fit_regression(X, teacher, X, teacher, teacher, max_depth=4, tolerance=0.01, seed=0)
+
+    def network(rows: np.ndarray) -> np.ndarray:  # the teacher as a one-output network
+        return np.where(rows[:, 1] > 0.25, 200.0, 100.0)[:, None]
+
+    tree = TASK.fit_surrogate(network, X, X, teacher, SurrogateConfig(max_depth=4, tolerance=0.01), seed=0)
     assert tree.regression and tree.depth == 1
     assert tree.fidelity[0] == pytest.approx(1.0)
     metrics = tree.metrics()
@@ -105,9 +127,10 @@ def test_a_step_function_gets_a_regression_surrogate_of_r2_one_at_depth_one() ->
 
 
 def test_r2_by_hand() -> None:
-    assert surrogate.r2(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0])) == 1.0
-    assert surrogate.r2(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0])) == 0.0
-    assert np.isnan(surrogate.r2(np.array([2.0, 2.0]), np.array([1.0, 3.0])))
+    """The surrogate's score for a regression (stats.r2)."""
+    assert stats.r2(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0])) == 1.0
+    assert stats.r2(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0])) == 0.0
+    assert np.isnan(stats.r2(np.array([2.0, 2.0]), np.array([1.0, 3.0])))
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -232,19 +255,27 @@ def test_every_exact_explainer_gives_single_output_attributions_that_add_up(
     rng = np.random.default_rng(0)
     background = rng.normal(size=(10, 4)).astype(np.float32)
     X = rng.normal(size=(6, 4)).astype(np.float32)
-    result = explain.explain(
+    # Four features as a 2x2 image: an image classifier would be topped up with mistakes.
+    task = Regression(
+        {"target_name": "y", "class_names": ["y"], "feature_names": list("abcd"), "image_shape": [2, 2]}
+    )
+    result = core.explain(
         net,
         X,
         rng.normal(size=6).astype(np.float32),
         background,
-        explainer=name,
-        options=explain.explainer_options(name, options, 0),
-        n_samples=6,
-        n_background=10,
-        n_mistakes=4,
-        trust=TrustConfig(),
+        explainer=explainers.from_config(
+            {"_target_": f"pipeline.explain.explainers.{name}_shap", "_partial_": True, **options}, seed=0
+        ),
+        config=ExplainConfig(
+            n_samples=6,
+            n_background=10,
+            n_examples=4,
+            sanity=SanityConfig(enabled=False),
+            surrogate=SurrogateConfig(enabled=False),
+        ),
+        task=task,
         seed=0,
-        regression=True,
     )
     assert result.arrays["values"].shape == (6, 4, 1) and result.arrays["base"].shape == (6, 1)
     assert result.metrics["additivity_max_error"] < 1e-4

@@ -72,3 +72,27 @@ def test_other_layers_fall_back_to_shap() -> None:
     assert fast_deep.layers_of(Skip()) is None
     assert fast_deep.layers_of(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))) is None
     assert fast_deep.layers_of(MLP(4, 2, [3], "relu", 0.1)) is not None
+
+
+@pytest.mark.parametrize("activation", [nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Softplus])
+def test_any_elementwise_layer_of_the_vocabulary_matches_the_batched_rules(
+    activation: type[nn.Module],
+) -> None:
+    """Beyond the presets' activations (closed-form derivatives), every elementwise layer of
+    pipeline.nets.layers goes through the closed form, with the same numbers as deep_lift's rules."""
+    from pipeline.explain import deep_lift
+
+    torch.manual_seed(2)
+    net = nn.Sequential(
+        nn.Linear(8, 6), activation(), nn.Dropout(0.1), nn.Linear(6, 5), activation(), nn.Linear(5, 3)
+    )
+    net.eval()
+    rng = np.random.default_rng(2)
+    background = rng.normal(size=(10, 8)).astype(np.float32)
+    X = rng.normal(size=(6, 8)).astype(np.float32)
+    X[0] = background[2]  # the 1e-6 gradient fallback: the derivative at the reference
+    assert fast_deep.layers_of(net) is not None
+    values, base = fast_deep.deep_shap(net, background, X)
+    expected, expected_base = deep_lift.deep_shap(net, background, X)
+    np.testing.assert_allclose(values, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(base, expected_base, atol=1e-6, rtol=0)

@@ -29,7 +29,7 @@ RUN = """
 import json, sys
 from pathlib import Path
 from tests.conftest import make_config
-from pipeline import {stage}
+from pipeline.stages import {stage}
 {stage}.run(make_config(Path({folder!r})))
 print(json.dumps(sorted(sys.modules)))
 """

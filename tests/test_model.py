@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import ConfigError, MissingInputError
-from pipeline.nets import model
+from pipeline.nets import layers, model
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
@@ -15,7 +15,7 @@ def test_mlp_shapes_and_layers(activation: str) -> None:
     net = model.MLP(64, 10, hidden_sizes=[32, 16], activation=activation, dropout=0.2)
     assert net(torch.zeros(5, 64)).shape == (5, 10)
     kinds = [type(m).__name__ for m in net.net]
-    act = type(model.ACTIVATIONS[activation]()).__name__
+    act = type(layers.ACTIVATIONS[activation]()).__name__
     assert kinds == ["Linear", act, "Dropout", "Linear", act, "Dropout", "Linear"]
     # 64*32+32 + 32*16+16 + 16*10+10
     assert model.n_parameters(net) == 2080 + 528 + 170

@@ -175,8 +175,8 @@ def test_grad_cam_points_at_the_pixels_that_raised_the_class() -> None:
     import torch
     from torch import nn
 
+    from pipeline.internals import conv
     from pipeline.nets import model
-    from pipeline.stages import visualize
 
     class TwoInks(nn.Module):
         def __init__(self) -> None:
@@ -200,7 +200,7 @@ def test_grad_cam_points_at_the_pixels_that_raised_the_class() -> None:
     image[1:3, 1:3] = 1.0
     image[5:7, 5:7] = -1.0
     rows = np.stack([image.reshape(64)] * 2)
-    cams = visualize.grad_cam(net, rows, np.array([1, 0]), net.net.conv)
+    cams = conv.grad_cam(net, rows, np.array([1, 0]), net.net.conv)
     assert cams.shape == (2, 8, 8)
     assert cams[0, :4, :4].max() > 0 and cams[0, 4:, 4:].max() == 0
     assert cams[1, 4:, 4:].max() > 0 and cams[1, :4, :4].max() == 0

@@ -11,9 +11,10 @@ import pytest
 
 from pipeline import progress
 from pipeline.errors import ConfigError
+from pipeline.explain import explainers, trust
 from pipeline.internals import projection
-from pipeline.stages import explain
-from tests.test_explain import _tiny_mlp
+from pipeline.nets import predict
+from tests.test_explainers import _tiny_mlp
 
 
 def bar_text(err: str) -> list[str]:
@@ -51,14 +52,15 @@ def test_row_by_row_explainers_show_progress_and_give_the_same_values(
     name: str, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     net, background, X = _tiny_mlp()
-    chosen = explain.explainer_options(name, options, 0)
+    target = f"pipeline.explain.explainers.{name}_shap"
+    explainer = explainers.from_config({"_target_": target, "_partial_": True, **options}, 0)
     np.random.seed(0)  # kernel SHAP draws its coalitions from numpy's global generator
-    whole, whole_base = explain.EXPLAINERS[name](net, background, X, **chosen)
+    whole, whole_base = explainer(net, background, X)
     assert capsys.readouterr().err == ""  # not a terminal: quiet
     monkeypatch.setenv(progress.VARIABLE, "always")
-    monkeypatch.setattr(explain, "PROGRESS_STEPS", 3)  # 7 rows in pieces of 2-3
+    monkeypatch.setattr(explainers, "PROGRESS_STEPS", 3)  # 7 rows in pieces of 2-3
     np.random.seed(0)
-    values, base = explain.EXPLAINERS[name](net, background, X, **chosen)
+    values, base = explainer(net, background, X)
     assert np.allclose(values, whole, atol=1e-12) and np.allclose(base, whole_base, atol=1e-12)
     drawn = bar_text(capsys.readouterr().err)
     assert drawn[-1].startswith(f"SHAP ({name}): 100%") and "7/7" in drawn[-1]
@@ -71,8 +73,8 @@ def test_quiet_when_stderr_is_not_a_terminal_or_when_told(
     net, background, X = _tiny_mlp()
     for value in ("auto", "never"):  # pytest's captured stderr is not a terminal
         monkeypatch.setenv(progress.VARIABLE, value)
-        explain.kernel_shap(net, background, X, nsamples=40)
-        explain.integrated_gradients(net, X, background.mean(axis=0), np.zeros(len(X), dtype=int), steps=4)
+        explainers.kernel_shap(net, background, X, nsamples=40)
+        trust.integrated_gradients(net, X, background.mean(axis=0), np.zeros(len(X), dtype=int), steps=4)
         assert capsys.readouterr().err == ""
 
 
@@ -81,15 +83,15 @@ def test_integrated_gradients_and_faithfulness_show_progress(
 ) -> None:
     net, background, X = _tiny_mlp()
     baseline, target = background.mean(axis=0), np.array([0, 1, 2, 0, 1, 2, 0])
-    whole, whole_gap = explain.integrated_gradients(net, X, baseline, target, steps=16)
+    whole, whole_gap = trust.integrated_gradients(net, X, baseline, target, steps=16)
     monkeypatch.setenv(progress.VARIABLE, "always")
-    monkeypatch.setattr(explain, "PROGRESS_STEPS", 4)
-    monkeypatch.setattr(explain, "IG_PIECE_ROWS", 1)  # 7 rows in 4 pieces, not one of 20 or more
-    pieces, gap = explain.integrated_gradients(net, X, baseline, target, steps=16)
+    monkeypatch.setattr(trust, "PROGRESS_STEPS", 4)
+    monkeypatch.setattr(trust, "IG_PIECE_ROWS", 1)  # 7 rows in 4 pieces, not one of 20 or more
+    pieces, gap = trust.integrated_gradients(net, X, baseline, target, steps=16)
     assert np.allclose(pieces, whole, atol=1e-6) and np.allclose(gap, whole_gap, atol=1e-6)
     y = target
-    explain.faithfulness(
-        explain.logits_fn(net), X, y, X, baseline, steps=3, n_random=4, rng=np.random.default_rng(0)
+    trust.faithfulness(
+        predict.logits_fn(net), X, y, X, baseline, steps=3, n_random=4, rng=np.random.default_rng(0)
     )
     drawn = bar_text(capsys.readouterr().err)
     assert any(s.startswith("Integrated Gradients: 100%") and "7/7" in s for s in drawn)

@@ -15,29 +15,16 @@ from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from pipeline import artifacts, io, layout
+from pipeline import artifacts, io, layout, task
 from pipeline.config import Config
-from pipeline.data import datasets
+from pipeline.data import bundled, split
+from pipeline.data.dataset import Dataset
 from pipeline.errors import ConfigError, DataError
+from pipeline.nets import predict
 from pipeline.stages import evaluate, prepare, train
+from pipeline.training import build, fit
 
 # ------------------------------------------------------------------------------- pure parts
-
-
-def test_regression_metrics_by_hand() -> None:
-    y = np.array([1.0, 2.0, 3.0, 4.0])
-    pred = np.array([1.5, 2.0, 2.0, 4.5])
-    m = evaluate.regression_metrics(y, pred, train_mean=2.0)
-    # residuals -0.5, 0, 1, -0.5: SS_res 1.5, SS_tot 5
-    assert m["rmse"] == pytest.approx(np.sqrt(1.5 / 4))
-    assert m["mae"] == pytest.approx(0.5)
-    assert m["r2"] == pytest.approx(1 - 1.5 / 5)
-    assert m["bias"] == pytest.approx(0.0)
-    assert m["max_abs_error"] == pytest.approx(1.0)
-    assert m["baseline_rmse"] == pytest.approx(np.sqrt((1 + 0 + 1 + 4) / 4))
-    result = evaluate.evaluate_regression(y, pred, 2.0, n_largest=2)
-    assert [e["row"] for e in result["largest_errors"]] == [2, 0]
-    assert result["largest_errors"][0] == {"row": 2, "actual": 3.0, "predicted": 2.0, "error": 1.0}
 
 
 def test_folding_the_scale_gives_predictions_in_target_units() -> None:
@@ -45,7 +32,7 @@ def test_folding_the_scale_gives_predictions_in_target_units() -> None:
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).eval()
     x = torch.randn(16, 4)
     scaled = net(x).detach()
-    train.fold_target_scale(net, mean=150.0, std=80.0)
+    fit.fold_target_scale(net, mean=150.0, std=80.0)
     torch.testing.assert_close(net(x).detach(), scaled * 80.0 + 150.0, rtol=1e-5, atol=1e-3)
 
 
@@ -60,7 +47,7 @@ def test_folding_the_scale_gives_predictions_in_target_units() -> None:
 )
 def test_a_regression_network_must_end_in_a_linear_layer(net: nn.Module) -> None:
     with pytest.raises(ConfigError, match="final nn.Linear layer with one output and a bias"):
-        train.check_foldable(net, "my.Net", torch.zeros(2, 4))
+        build.check_foldable(net, "my.Net", torch.zeros(2, 4))
 
 
 def regression_summary() -> dict[str, Any]:
@@ -80,7 +67,7 @@ def regression_summary() -> dict[str, Any]:
 def test_loss_from_config(
     make_cfg: Callable[..., Config], overrides: list[str], summary: dict[str, Any], expected: type
 ) -> None:
-    loss = train.build_loss(make_cfg(*overrides), summary)
+    loss = build.build_loss(make_cfg(*overrides), task.of(summary))
     assert type(loss) is expected
     if "loss.delta=0.5" in overrides:
         assert loss.delta == 0.5
@@ -101,12 +88,12 @@ def test_a_loss_that_does_not_fit_stops_before_training(
     make_cfg: Callable[..., Config], overrides: list[str], summary: dict[str, Any], pattern: str
 ) -> None:
     with pytest.raises(ConfigError, match=pattern):
-        train.build_loss(make_cfg(*overrides), summary)
+        build.build_loss(make_cfg(*overrides), task.of(summary))
 
 
 def test_prepare_keeps_the_target_in_its_units_and_records_its_scale() -> None:
-    ds = datasets.load_diabetes()
-    arrays, summary = prepare.prepare(ds, StandardScaler(), 0.2, 0.1, seed=42)
+    ds = bundled.load_diabetes()
+    arrays, summary = split.prepare(ds, StandardScaler(), 0.2, 0.1, seed=42)
     assert summary["task"] == "regression" and summary["test_split"] == "random"
     assert summary["n_classes"] == 1 and summary["class_names"] == ["progression"]
     assert summary["class_balance"] is None
@@ -131,7 +118,7 @@ def test_prepare_refuses_a_task_the_dataset_does_not_have(make_cfg: Callable[...
 
 
 def test_tiny_regression_splits_are_refused() -> None:
-    ds = datasets.Dataset(
+    ds = Dataset(
         "tiny",
         np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32),
         np.arange(8.0),
@@ -140,7 +127,7 @@ def test_tiny_regression_splits_are_refused() -> None:
     )
     ds.task = "regression"
     with pytest.raises(DataError, match="val split would get 1 row"):
-        prepare.prepare(ds, None, 0.25, 0.1, seed=0)
+        split.prepare(ds, None, 0.25, 0.1, seed=0)
 
 
 # ------------------------------------------------------------------------------- a trained run
@@ -161,7 +148,7 @@ def test_trained_regression_predicts_in_the_target_units(
     )
     arrays, _ = artifacts.load_data(cfg)
     net = artifacts.load_model(cfg)
-    pred = evaluate.predict_values(net, arrays["X_val"])
+    pred = predict.predict_values(net, arrays["X_val"])
     assert pred.shape == (len(arrays["y_val"]),)
     rmse = float(np.sqrt(np.mean((pred - arrays["y_val"]) ** 2)))
     assert rmse == pytest.approx(metrics["best_val_rmse"], rel=1e-3)
@@ -184,6 +171,8 @@ def test_evaluate_writes_regression_outputs(regression_trained: tuple[Config, di
     actual = np.array([float(r["actual"]) for r in rows])
     np.testing.assert_allclose(actual, arrays["y_test"], rtol=1e-6)
     assert io.read_csv(cfg.paths.predictions, "evaluate") == []  # the confusion plot: no rows
+    assert io.read_csv(cfg.paths.calibration, "evaluate") == []
+    assert io.read_json(layout.evaluation_file(cfg), "evaluate")["task"] == "regression"
     figures = {p.stem for p in layout.figure_dir(cfg.paths.evaluate).glob("*.png")}
     assert figures == {
         "training_curves",

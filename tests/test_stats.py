@@ -49,6 +49,15 @@ def test_inactive_fraction_dispatches_on_the_activation() -> None:
     assert stats.inactive_fraction(acts, "tanh") == pytest.approx(0.5)  # tanh 0 is its steepest point
 
 
+def test_rectifiers_are_dead_and_bounded_activations_saturated() -> None:
+    # GELU/SiLU/leaky ReLU outputs are positive exactly where their inputs are: never positive is dead.
+    acts = np.array([[-0.1, 0.5], [-0.17, 0.0]])
+    for name in ("relu", "leakyrelu", "elu", "selu", "gelu", "silu", "softplus"):
+        assert stats.inactive_statistic(name) == "dead"
+        assert stats.inactive_fraction(acts, name) == pytest.approx(0.5)
+    assert [stats.inactive_statistic(name) for name in ("sigmoid", "tanh")] == ["saturated", "saturated"]
+
+
 def test_class_means_by_hand() -> None:
     acts = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]])
     y = np.array([0, 0, 2])

@@ -37,10 +37,14 @@ def _status(folder: Path, run_id: str) -> str:
 
 
 @pytest.mark.parametrize("model_format", ["pickle", "pt2"])
-def test_a_run_from_start_to_finish(tmp_path: Path, model_format: str) -> None:
+def test_a_run_from_start_to_finish(
+    tmp_path: Path, model_format: str, caplog: pytest.LogCaptureFixture
+) -> None:
     uri = _uri(tmp_path)
-    started = _start(tmp_path)
-    assert not started.resumed and started.warning is None and started.killed is None
+    with caplog.at_level(logging.WARNING, logger="pipeline.tracking.runs"):
+        started = _start(tmp_path)
+    assert not started.resumed and started.killed is None
+    assert not [r for r in caplog.records if r.name == "pipeline.tracking.runs"]  # nothing to warn of
     logger = RunLogger(uri, started.run_id)
     logger.log_metrics({"val_loss": 0.5, "epoch": 0}, step=0)
     logger.log_metrics({"val_loss": 0.25, "epoch": 1}, step=1)
@@ -69,7 +73,7 @@ def test_a_run_from_start_to_finish(tmp_path: Path, model_format: str) -> None:
         assert torch.allclose(loaded(x), net(x), atol=1e-6)
     if model_format == "pickle":  # glassnet's code travels with the model: the whole package
         folder = Path(mlflow.artifacts.download_artifacts(logged, dst_path=str(tmp_path / "m")))
-        assert (folder / "code" / "pipeline" / "model.py").is_file()
+        assert (folder / "code" / "pipeline" / "nets" / "model.py").is_file()
 
 
 def test_a_failed_run_is_marked(tmp_path: Path) -> None:
@@ -101,21 +105,24 @@ def test_the_train_stage_kills_the_run_a_dead_stage_left_running(
     dead = store.client(uri).create_run(experiment).info.run_id
     partial = layout.checkpoint_dir(cfg).with_name("checkpoints.partial")
     io.write_text(partial / "run_id", dead)  # what a SIGKILLed train stage leaves behind
-    with caplog.at_level(logging.WARNING, logger="pipeline.stages.train"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.tracking.runs"):
         result = train.run(cfg)
     assert _status(tmp_path, dead) == "KILLED" and f"MLflow run {dead}" in caplog.text
     assert _status(tmp_path, result["run_id"]) == "FINISHED"
 
 
-def test_resume_continues_the_run_or_warns_and_starts_a_new_one(tmp_path: Path) -> None:
+def test_resume_continues_the_run_or_warns_and_starts_a_new_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     first = _start(tmp_path)
     runs.terminate(_uri(tmp_path), first.run_id, "KILLED")
     again = _start(tmp_path, resume=first.run_id, stale=first.run_id)
     assert again.run_id == first.run_id and again.resumed and again.killed is None
     assert _status(tmp_path, first.run_id) == "RUNNING"
-    other = _start(tmp_path, resume="0123456789abcdef0123456789abcdef")
+    with caplog.at_level(logging.WARNING, logger="pipeline.tracking.runs"):
+        other = _start(tmp_path, resume="0123456789abcdef0123456789abcdef")
     assert other.run_id != first.run_id and not other.resumed
-    assert other.warning is not None and "is not in" in other.warning
+    assert "0123456789abcdef0123456789abcdef is not in" in caplog.text
 
 
 def test_an_unusable_store_fails_with_a_clear_error(tmp_path: Path) -> None:
@@ -219,7 +226,7 @@ def test_the_splits_are_logged_as_dataset_inputs(tmp_path: Path) -> None:
     for folder, name, source in ((first, "iris", str(tmp_path / "my.csv")), (second, "wine", None)):
         run_id = _start(tmp_path).run_id
         digests = inputs.split_digests(provenance.file_md5s(folder))
-        args = (_uri(tmp_path), run_id, folder, name, source, "pipeline.data.datasets.load_table", digests)
+        args = (_uri(tmp_path), run_id, folder, name, source, "pipeline.data.table.load_table", digests)
         inputs.log_splits(*args)
         found = MlflowClient(_uri(tmp_path)).get_run(run_id).inputs.dataset_inputs
         logged[folder] = {i.tags[0].value: i.dataset for i in found if i.tags[0].key == "mlflow.data.context"}
@@ -232,7 +239,7 @@ def test_the_splits_are_logged_as_dataset_inputs(tmp_path: Path) -> None:
     assert a["training"].source_type == "local"
     assert json.loads(a["training"].source) == {"uri": str(tmp_path / "my.csv")}
     assert b["training"].source_type == "code"
-    assert json.loads(b["training"].source) == {"tags": {"loader": "pipeline.data.datasets.load_table"}}
+    assert json.loads(b["training"].source) == {"tags": {"loader": "pipeline.data.table.load_table"}}
     assert json.loads(a["test"].profile)["features_shape"] == [12, 4]
     spec = json.loads(json.loads(a["test"].schema)["mlflow_tensorspec"]["features"])
     assert spec[0]["tensor-spec"] == {"dtype": "float32", "shape": [-1, 4]}

@@ -12,11 +12,11 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from pipeline import layout
+from pipeline import layout, task
 from pipeline.errors import TrainingError
 from pipeline.nets import model
-from pipeline.stages.train import check_finite
-from pipeline.training.lit import InMemoryData
+from pipeline.training.fit import check_finite, fit
+from pipeline.training.learner import InMemoryData, Learner
 
 
 def _arrays(n_train: int = 150, n_val: int = 40) -> dict[str, np.ndarray]:
@@ -83,8 +83,6 @@ def test_ranks_share_an_epoch_in_equal_disjoint_shards() -> None:
 def _fit(epochs: int = 2, **trainer_options: Any) -> tuple[dict[str, torch.Tensor], int]:
     import pytorch_lightning as pl
 
-    from pipeline.stages.train import fit
-
     torch.manual_seed(0)
     net = model.MLP(8, 3, [16], "relu", 0.2)
     trainer = pl.Trainer(
@@ -117,8 +115,7 @@ def test_a_resumed_fit_continues_as_an_uninterrupted_one(tmp_path: Path) -> None
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from pipeline.stages.train import fit
-    from pipeline.training.lit import AtomicCheckpointIO, EpochSeed, History
+    from pipeline.training.callbacks import AtomicCheckpointIO, EpochSeed, History
 
     def run(epochs: int, folder: Path, resume: Path | None = None) -> tuple[dict[str, torch.Tensor], History]:
         torch.manual_seed(0)
@@ -144,6 +141,24 @@ def test_a_resumed_fit_continues_as_an_uninterrupted_one(tmp_path: Path) -> None
     for key, value in straight.items():
         assert torch.equal(resumed[key], value), key
     assert continued.rows[-1]["val_loss"] == full.rows[-1]["val_loss"]
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [{"task": "classification"}, {"task": "regression", "target_mean": 2.0, "target_std": 3.0}],
+    ids=["classification", "regression"],
+)
+def test_the_task_names_what_the_fit_logs(summary: dict[str, Any]) -> None:
+    t = task.of(summary)
+    learner = Learner(
+        torch.nn.Linear(2, 1), lambda p: torch.optim.SGD(p, lr=0.1), target_scale=t.target_scale
+    )
+    second = learner.second_metric
+    assert t.second_metric == second
+    assert t.history_columns == ("epoch", "train_loss", f"train_{second}", "val_loss", f"val_{second}")
+    assert t.objectives == ("best_val_loss", f"best_val_{second}")
+    assert t.loss_fits(t.default_loss()) and type(t.default_loss()) is type(learner.loss)
+    assert t.target_scale == (None if second == "acc" else (2.0, 3.0))
 
 
 def test_check_finite_names_the_epoch() -> None:
@@ -176,7 +191,7 @@ def test_train_outputs_and_mlflow_run(small_run) -> None:  # type: ignore[no-unt
     for context, split in (("training", "train"), ("validation", "val"), ("test", "test")):
         assert splits[context].name == f"digits-{split}"
         assert json.loads(splits[context].profile)["targets_shape"] == [sizes[split]]
-        loader = "pipeline.data.datasets.load_digits"
+        loader = "pipeline.data.bundled.load_digits"
         assert json.loads(splits[context].source) == {"tags": {"loader": loader}}
 
     net = model.load(layout.model_file(cfg))

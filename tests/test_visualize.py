@@ -11,16 +11,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+import shap  # noqa: F401 -- imported before any figure is drawn: see live_figures
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from pipeline import io, layout, stats
+from pipeline import io, layout, stats, task
 from pipeline.config import Config, to_config
-from pipeline.data.datasets import Dataset
+from pipeline.data.dataset import Dataset
 from pipeline.errors import ConfigError
-from pipeline.internals import projection
-from pipeline.nets import model
+from pipeline.internals import activations, analysis, network, projection
+from pipeline.nets import layers as vocabulary
+from pipeline.nets import model, predict
 from pipeline.plots import activations as act_figs
 from pipeline.plots import network as net_figs
 from pipeline.stages import prepare, visualize
@@ -39,13 +41,20 @@ IMAGE_FIGURES = {
     "error_gallery",
 }
 TABULAR_FIGURES = (IMAGE_FIGURES - {"first_layer_images"}) | {"first_layer_features"}
+CLASSIFIER = task.of({"task": "classification", "class_names": ["a", "b", "c"]})
 
 
 def live_figures() -> list[Figure]:
     """The matplotlib figures still alive in this process. glassnet makes its figures without
     pyplot (``pipeline.plots.subplots``), so ``plt.get_fignums()`` never lists them: such a figure
-    is closed once nothing refers to it, and one that something still holds is found here."""
-    gc.collect()
+    is closed once nothing refers to it, and one that something still holds is found here.
+
+    shap keeps the ImportErrors of its optional parts for good, and through their tracebacks every
+    frame on the stack when it was first imported: this module imports it first, so that the frame
+    is not plots.attribution.beeswarm's (which imports it when it draws), whose figure it would keep.
+    """
+    while gc.collect():  # a figure's cycles may take more than one pass to free
+        pass
     return [obj for obj in gc.get_objects() if isinstance(obj, Figure)]
 
 
@@ -61,7 +70,7 @@ def _net(
 
 def test_layer_specs_follow_the_network() -> None:
     net = _net([5, 3], "tanh")
-    specs = visualize.layer_specs(net)
+    specs = network.layer_specs(net, CLASSIFIER)
     assert [s["kind"] for s in specs] == [
         "input",
         *["linear", "activation", "dropout"] * 2,
@@ -77,7 +86,7 @@ def test_layer_specs_follow_the_network() -> None:
 def test_collect_activations_matches_a_manual_forward_pass() -> None:
     net = _net([5, 3], "relu")
     X = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
-    layers, logits = visualize.collect_activations(net, X)
+    layers, logits = activations.capture(net.net, lambda: predict.outputs(net, X))
     with torch.no_grad():
         h1_pre = net.net.net[0](torch.from_numpy(X))
         h1 = torch.relu(h1_pre)
@@ -91,10 +100,62 @@ def test_collect_activations_matches_a_manual_forward_pass() -> None:
     assert all(not m._forward_hooks for m in net.modules())
 
 
+@pytest.mark.parametrize("act", [torch.nn.GELU, torch.nn.SiLU])
+def test_every_elementwise_nonlinearity_shows_its_activations(act: type[torch.nn.Module]) -> None:
+    """A user's network with GELU or SiLU (and a leaky ReLU): visualize captures both layers'
+    activations, counts their dead units as a rectifier's, and draws them with the network's own
+    functions (the leaky ReLU's slope is the network's)."""
+    from pipeline.config import VisualizeConfig
+    from pipeline.data.summary import Summary
+    from pipeline.internals import jobs
+
+    torch.manual_seed(0)
+    inner = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), act(), torch.nn.Linear(6, 5), torch.nn.LeakyReLU(0.1), torch.nn.Linear(5, 3)
+    )
+    net = model.Shaped(inner, (4,)).eval()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4)).astype(np.float32)
+    y = np.arange(40) % 3
+    layers, logits = activations.capture(net.net, lambda: predict.outputs(net, X))
+    name = act.__name__.lower()
+    assert [(layer.label, layer.name, layer.activation) for layer in layers] == [
+        ("hidden 1", "1", name),
+        ("hidden 2", "3", "leakyrelu"),
+    ]
+    with torch.no_grad():
+        pre = inner[0](torch.from_numpy(X))
+        assert np.allclose(layers[0].pre, pre.numpy()) and np.allclose(layers[0].post, act()(pre).numpy())
+        assert np.allclose(logits, net(torch.from_numpy(X)).numpy(), atol=1e-6)
+    rows = activations.layer_stats(layers, 0.01, 0.9)
+    assert [row["statistic"] for row in rows] == ["dead", "dead"]
+    assert [s["kind"] for s in network.layer_specs(net, CLASSIFIER)][2] == "activation"
+    x = np.array([-2.0, 2.0])
+    curves = activations.activation_curves(net.net, layers, x)
+    assert list(curves) == sorted([name, "leakyrelu"])
+    assert curves["leakyrelu"][1].tolist() == pytest.approx([0.1, 1.0])
+
+    summary = Summary(
+        dataset="t", n_features=4, n_classes=3, class_names=["a", "b", "c"], feature_names=list("abcd")
+    )
+    arrays = {"X_test": X, "y_test": y, "X_test_raw": X}
+    vcfg = VisualizeConfig(tsne_max_samples=30, tsne_perplexity=5.0, pca_before_tsne=4)
+    found = analysis.analyse(net, X, y, CLASSIFIER, vcfg, seed=0)
+    found = analysis.project(found, X[found.rows], CLASSIFIER, seed=0, perplexity=5.0, pca_dims=4)
+    history = {"quantiles": list(stats.QUANTILES), "epochs": [0], "layers": {}}
+    made = jobs.figure_jobs(net, CLASSIFIER, found, arrays, summary, jobs.Training(history, 0), vcfg, None)
+    assert {"activation_functions", "activation_distributions", "class_activations"} <= {
+        item.figure_id for item in made
+    }
+    drawn = net_figs.activation_functions(x, curves, layers[0].pre)
+    assert {ax.get_title() for ax in drawn.axes} >= {"leaky ReLU", "GELU" if name == "gelu" else "SiLU"}
+    assert act_figs.activation_distributions(layers, rows, 0.01, 0.9).axes
+
+
 @pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
 def test_activation_curve_derivative_is_analytic(name: str) -> None:
     x = np.array([-2.0, -0.5, 0.5, 2.0])
-    f, df = visualize.activation_curve(name, x)
+    f, df = activations.activation_curve(vocabulary.ACTIVATIONS[name](), x)
     expected = {
         "relu": (np.maximum(x, 0), (x > 0).astype(float)),
         "tanh": (np.tanh(x), 1 - np.tanh(x) ** 2),
@@ -135,9 +196,8 @@ def test_every_figure_function_draws_and_leaves_nothing_open() -> None:
     net = _net([6, 4], "sigmoid", in_features=4)
     X = rng.normal(size=(30, 4)).astype(np.float32)
     y = np.arange(30) % 3
-    layers, logits = visualize.collect_activations(net, X)
-    rows = visualize.layer_stats(layers, 0.01, 0.9)
-    probs = visualize.softmax(logits)
+    layers, probs = activations.capture(net.net, lambda: CLASSIFIER.predict(net, X))
+    rows = activations.layer_stats(layers, 0.01, 0.9)
     x = np.linspace(-5, 5, 50)
     history = {
         "quantiles": list(stats.QUANTILES),
@@ -147,13 +207,11 @@ def test_every_figure_function_draws_and_leaves_nothing_open() -> None:
     points = {(m, s): rng.normal(size=(30, 2)) for m in ("pca", "tsne") for s in ("inputs", "hidden")}
     classes = ["a", "b", "c"]
     figures = [
-        net_figs.architecture(visualize.layer_specs(net), (2, 2)),
-        net_figs.activation_functions(
-            x, {"sigmoid": visualize.activation_curve("sigmoid", x)}, layers[0].pre
-        ),
-        net_figs.weight_distributions(visualize.weighted_layers(net)),
-        net_figs.unit_weight_images(visualize.weighted_layers(net)[0][1], (2, 2)),
-        net_figs.unit_weight_heatmap(visualize.weighted_layers(net)[0][1], ["f1", "f2", "f3", "f4"]),
+        net_figs.architecture(network.layer_specs(net, CLASSIFIER), (2, 2)),
+        net_figs.activation_functions(x, activations.activation_curves(net.net, layers, x), layers[0].pre),
+        net_figs.weight_distributions(network.weight_arrays(net)),
+        net_figs.unit_weight_images(network.weight_arrays(net)[0][1], (2, 2)),
+        net_figs.unit_weight_heatmap(network.weight_arrays(net)[0][1], ["f1", "f2", "f3", "f4"]),
         net_figs.weight_history(history, 1),
         act_figs.activation_distributions(layers, rows, 0.01, 0.9),
         act_figs.class_activation_heatmap([("hidden 1", stats.class_means(layers[0].post, y, 3))], classes),
@@ -232,7 +290,7 @@ def test_stage_on_digits_draws_every_figure_and_records_metrics(small_run) -> No
 def test_weight_history_holds_initial_and_every_epoch(small_run) -> None:  # type: ignore[no-untyped-def]
     import pytorch_lightning as pl
 
-    from pipeline.stages import train
+    from pipeline.training.build import build_net
 
     cfg, results = small_run
     history = json.loads(layout.weight_history_file(cfg).read_text())
@@ -243,7 +301,7 @@ def test_weight_history_holds_initial_and_every_epoch(small_run) -> None:  # typ
     assert all(np.all(np.diff(q) >= 0) for q in entry["weight"])  # quantiles ascend
     # Epoch 0 is the untrained network: rebuild it with the same seed and compare.
     pl.seed_everything(cfg.seed, verbose=False)
-    fresh, _ = train.build_net(cfg, (1, 8, 8), 10)
+    fresh, _ = build_net(cfg, (1, 8, 8), 10)
     assert entry["weight"][0] == pytest.approx(stats.quantiles(fresh.net[0].weight.detach().numpy()))
     assert entry["weight"][-1] != pytest.approx(entry["weight"][0])  # training moved them
 
@@ -260,7 +318,7 @@ def _synthetic_tabular(cfg: Config, n: int = 240) -> None:
     arrays, summary = prepare.prepare(ds, StandardScaler(), 0.25, 0.15, cfg.seed)
     assert summary["image_shape"] is None
     io.write_arrays(layout.data_file(cfg), **arrays)
-    io.write_json(layout.summary_file(cfg), summary)
+    io.write_json(layout.summary_file(cfg), summary.to_dict())
 
 
 @pytest.mark.slow
@@ -296,11 +354,9 @@ def test_stage_and_report_on_tabular_data(make_cfg: Callable[..., Config]) -> No
 def test_size_settings_are_upper_bounds_and_the_log_says_so() -> None:
     from types import SimpleNamespace
 
-    from pipeline.stages import visualize
-
     vcfg = SimpleNamespace(tsne_max_samples=1000, n_units=64, n_errors=12)
-    assert visualize.size_notes(vcfg, 5000, 128, 40) == []
-    assert visualize.size_notes(vcfg, 30, 16, 3) == [
+    assert analysis.size_notes(vcfg, 5000, 128, 40) == []
+    assert analysis.size_notes(vcfg, 30, 16, 3) == [
         "visualize.tsne_max_samples = 1000 is more than the 30 rows of the test split: projected all 30",
         "visualize.n_units = 64 is more than the 16 units of the first layer: drew all 16",
         "visualize.n_errors = 12 is more than the 3 misclassified test rows: showed all 3",

@@ -12,9 +12,9 @@ import pytest
 import torch
 from matplotlib.collections import PathCollection
 
-from pipeline import artifacts, layout, stats
+from pipeline import artifacts, layout, stats, task
 from pipeline.config import Config
-from pipeline.internals import projection
+from pipeline.internals import analysis, conv, network, projection
 from pipeline.nets import model
 from pipeline.plots import activations as act_figs
 from pipeline.plots import figures
@@ -36,6 +36,8 @@ REGRESSION_FIGURES = {
     "error_gallery",
 }
 PROJECTIONS = [(m, s) for m in ("pca", "tsne") for s in ("inputs", "hidden")]
+REGRESSION = task.of({"task": "regression", "target_name": "progression", "class_names": ["progression"]})
+CLASSIFICATION = task.of({"task": "classification", "class_names": ["a", "b"]})
 
 
 def _texts(fig: Any) -> str:
@@ -76,13 +78,16 @@ def test_panels_score_a_regression_by_neighbour_r2() -> None:
     rng = np.random.default_rng(2)
     jobs = {key: rng.normal(size=(40, 5)) for key in PROJECTIONS}
     y = rng.normal(size=40) * 50 + 150
-    out = projection.panels(jobs, y, seed=0, perplexity=10.0, pca_dims=4, regression=True)
-    assert set(out["separation"]) == {f"target_knn_r2_{s}_{m}" for m, s in PROJECTIONS}
-    for (method, source), points in out["projections"].items():
+    settings: dict[str, Any] = {"seed": 0, "perplexity": 10.0, "pca_dims": 4}
+    score, metric = REGRESSION.separation, REGRESSION.separation_metric
+    projections, separation = projection.panels(jobs, y, score=score, metric=metric, **settings)
+    assert set(separation) == {f"target_knn_r2_{s}_{m}" for m, s in PROJECTIONS}
+    for (method, source), points in projections.items():
         expected = stats.neighbour_r2(points, y)
-        assert out["separation"][projection.separation_name(source, method, regression=True)] == expected
-    classified = projection.panels(jobs, np.arange(40) % 2, seed=0, perplexity=10.0, pca_dims=4)
-    assert set(classified["separation"]) == {f"silhouette_{s}_{m}" for m, s in PROJECTIONS}
+        assert separation[projection.separation_name(metric, source, method)] == expected
+    score, metric = CLASSIFICATION.separation, CLASSIFICATION.separation_metric
+    _, classified = projection.panels(jobs, np.arange(40) % 2, score=score, metric=metric, **settings)
+    assert set(classified) == {f"silhouette_{s}_{m}" for m, s in PROJECTIONS}
 
 
 def test_projections_are_coloured_by_the_target_on_one_continuous_scale() -> None:
@@ -126,7 +131,7 @@ def test_error_gallery_shows_actual_against_predicted() -> None:
 def test_architecture_of_a_regression_ends_in_one_predicted_value() -> None:
     torch.manual_seed(0)
     net = model.Shaped(model.MLP(4, 1, [5], "relu", dropout=0.0), (4,)).eval()
-    specs = visualize.layer_specs(net, "progression")
+    specs = network.layer_specs(net, REGRESSION)
     assert specs[-1] == {
         "kind": "output",
         "name": "prediction",
@@ -138,14 +143,14 @@ def test_architecture_of_a_regression_ends_in_one_predicted_value() -> None:
     text = _texts(fig)
     assert "predicted\nprogression" in text
     assert "softmax" not in text and "probabilit" not in text
-    assert visualize.layer_specs(net)[-1]["name"] == "softmax"  # classification is unchanged
+    assert network.layer_specs(net, CLASSIFICATION)[-1]["name"] == "softmax"  # a classifier's ends in softmax
 
 
 def test_loss_label_names_the_regression_loss(make_cfg: Any) -> None:
-    summary = {"task": "regression", "target_name": "progression"}
-    assert visualize.loss_label(make_cfg(), summary) == "MSE of the scaled target"
-    assert visualize.loss_label(make_cfg("loss=huber"), summary) == "Huber loss of the scaled target"
-    assert visualize.loss_label(make_cfg(), {"task": "classification"}) == "cross-entropy loss"
+    regression = task.of({"task": "regression", "target_name": "progression"})
+    assert regression.loss_label(make_cfg().loss._target_) == "MSE of the scaled target"
+    assert regression.loss_label(make_cfg("loss=huber").loss._target_) == "Huber loss of the scaled target"
+    assert task.of({"task": "classification"}).loss_label(make_cfg().loss._target_) == "cross-entropy loss"
     fig = net_figs.loss_line({"alpha": [0.0, 1.0], "train": [1.0, 0.5]}, "MSE of the scaled target")
     assert fig.axes[0].get_ylabel() == "MSE of the scaled target"
 
@@ -169,30 +174,31 @@ def test_conv_jobs_for_a_regression_on_images() -> None:
     summary = {"task": "regression", "target_name": "t", "class_names": ["t"], "image_shape": [8, 8]}
     with torch.no_grad():
         predicted = net(torch.from_numpy(X))[:, 0].numpy()
-    result = {"predictions": predicted, "errors": stats.largest_errors(predicted, y, 3)}
-    jobs = visualize.conv_jobs(net, arrays, summary, result)
-    assert set(jobs) == {"conv_filters", "conv_feature_maps", "grad_cam_errors"}  # no per-class map
-    images, cams, titles, _ = jobs["grad_cam_errors"]
+    errors = stats.largest_errors(predicted, y, 3)
+    jobs = conv.conv_jobs(net, task.of(summary), arrays, summary["image_shape"], predicted, errors)
+    by_id = {item.figure_id: item.kwargs for item in jobs}
+    assert set(by_id) == {"conv_filters", "conv_feature_maps", "grad_cam_errors"}  # no per-class map
+    images, cams, titles = (by_id["grad_cam_errors"][k] for k in ("images", "cams", "titles"))
     assert images.shape == (3, 8, 8) and cams.shape == (3, 8, 8)
-    first = result["errors"][0]
+    first = errors[0]
     assert titles[0] == f"actual {y[first]:.4g} / pred {predicted[first]:.4g}"
 
 
 @pytest.fixture(scope="module")
 def visualized(
     regression_trained: tuple[Config, dict[str, Any]],
-) -> tuple[Config, dict[str, float], dict[str, Any], dict[str, tuple[Any, ...]]]:
+) -> tuple[Config, dict[str, float], dict[str, Any], dict[str, dict[str, Any]]]:
     """visualize.run on the trained regression; also the arguments each figure it drew with
     ``plots.render`` was given (the projections)."""
     from pipeline import plots
 
     cfg, _ = regression_trained
-    drawn: dict[str, tuple[Any, ...]] = {}
+    drawn: dict[str, dict[str, Any]] = {}
     render = plots.render
 
-    def recording(figure_id: str, folder: Any, dpi: int, *args: Any) -> Path:
-        drawn[figure_id] = args
-        return render(figure_id, folder, dpi, *args)
+    def recording(item: plots.Job, folder: Any, dpi: int) -> Path:
+        drawn[item.figure_id] = dict(item.kwargs)
+        return render(item, folder, dpi)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(Path(cfg.paths.prepare).parents[1])
@@ -201,7 +207,7 @@ def visualized(
     return cfg, metrics, json.loads(layout.network_file(cfg).read_text()), drawn
 
 
-Visualized = tuple[Config, dict[str, float], dict[str, Any], dict[str, tuple[Any, ...]]]
+Visualized = tuple[Config, dict[str, float], dict[str, Any], dict[str, dict[str, Any]]]
 
 
 def test_stage_on_a_regression_draws_its_figures(visualized: Visualized) -> None:
@@ -247,13 +253,15 @@ def test_stage_on_a_regression_records_regression_metrics(
 
 def test_projection_colours_of_the_stage_are_the_test_targets(visualized: Visualized) -> None:
     cfg, _, record, drawn = visualized
-    arrays, summary = artifacts.load_data(cfg)
-    pick, _ = visualize.projection_sample(arrays, summary, cfg)
+    arrays, _ = artifacts.load_data(cfg)
+    pick = analysis.projection_sample(len(arrays["y_test"]), cfg.visualize.tsne_max_samples, cfg.seed)
     assert record["projection_samples"] == len(pick)
-    points, labels, names, scores, task = drawn["projections"]
-    assert task == "regression" and names == ["progression"] and scores == record["separation"]
+    points, labels, names, scores, kind = (
+        drawn["projections"][k] for k in ("points", "y", "class_names", "separation", "task")
+    )
+    assert kind == "regression" and names == ["progression"] and scores == record["separation"]
     assert labels.dtype.kind == "f" and np.array_equal(labels, arrays["y_test"][pick])  # values, not classes
-    fig = act_figs.projections(points, labels, names, scores, task)
+    fig = act_figs.projections(points, labels, names, scores, kind)
     for ax, key in zip(fig.axes[:4], PROJECTIONS, strict=True):
         dots = next(c for c in ax.collections if isinstance(c, PathCollection))
         assert np.allclose(dots.get_array(), labels) and np.allclose(dots.get_offsets(), points[key])

@@ -22,23 +22,35 @@ With one hidden layer (the default model) the pair dimension factorizes:
 V[i, b, c, f] = sum_h W2[c, h] m[i, b, h] W1[h, f], so the background mean is taken before the
 class dimension is formed, and the cost per sample is B*H*F + C*H*F instead of B*C*H*F.
 
-Any other layer type (convolutions, pooling, ...) falls back to shap itself.
+Elementwise and pass-through layers are those of ``pipeline.nets.layers``. Any other network
+(convolutions, pooling, branches, ...) goes to pipeline.explain.deep_lift or shap itself
+(``pipeline.explain.explainers.deep_shap`` picks).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-ELEMENTWISE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.Tanh, nn.Sigmoid)
-PASSTHROUGH: tuple[type[nn.Module], ...] = (nn.Dropout, nn.Identity, nn.Flatten)
-EPS = 1e-6  # shap's threshold below which the plain gradient replaces the ratio
+from pipeline.explain import rules
+from pipeline.nets.layers import ELEMENTWISE, PASSTHROUGH
+
+# f'(z) in closed form for the activations of glassnet's presets (pipeline.nets.layers.ACTIVATIONS);
+# any other elementwise layer's by autograd, whose first use in a process costs about a second:
+# more than a small MLP's whole explanation.
+CLOSED_FORM: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {
+    nn.ReLU: lambda z: (z > 0).to(z.dtype),
+    nn.Tanh: lambda z: 1 - torch.tanh(z) ** 2,
+    nn.Sigmoid: lambda z: torch.sigmoid(z) * (1 - torch.sigmoid(z)),
+}
 
 
 def layers_of(net: nn.Module) -> list[nn.Module] | None:
-    """The network as a flat list of supported layers (Linear, ReLU/Tanh/Sigmoid, pass-through),
-    or None when it holds anything else (then only shap knows how to explain it)."""
+    """The network as a flat list of supported layers (Linear, elementwise, pass-through),
+    or None when it holds anything else (then deep_lift or shap explains it)."""
     flat = [m for m in net.modules() if not list(m.children())]
     if not flat or not all(isinstance(m, (nn.Linear, *ELEMENTWISE, *PASSTHROUGH)) for m in flat):
         return None
@@ -57,22 +69,19 @@ def layers_of(net: nn.Module) -> list[nn.Module] | None:
 
 
 def _derivative(layer: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    if isinstance(layer, nn.ReLU):
-        return (z > 0).to(z.dtype)
-    if isinstance(layer, nn.Tanh):
-        return 1 - torch.tanh(z) ** 2
-    s = torch.sigmoid(z)
-    return s * (1 - s)
+    closed = CLOSED_FORM.get(type(layer))
+    return closed(z) if closed is not None else rules.derivative(layer, z)
 
 
-def _multiplier(layer: nn.Module, zx: torch.Tensor, zr: torch.Tensor) -> torch.Tensor:
+def _multiplier(layer: nn.Module, zx: torch.Tensor, zr: torch.Tensor, dr: torch.Tensor) -> torch.Tensor:
     """Rescale multipliers of an elementwise layer for every (sample, reference) pair.
 
-    zx: (k, 1, H) pre-activations of the samples, zr: (1, B, H) of the references -> (k, B, H).
+    zx: (k, 1, H) pre-activations of the samples, zr: (1, B, H) of the references and dr: (1, B, H)
+    the layer's derivative there -> (k, B, H).
     """
     delta = zx - zr
     ratio = (layer(zx) - layer(zr)) / torch.where(delta == 0, torch.ones_like(delta), delta)
-    return torch.where(delta.abs() < EPS, _derivative(layer, zr).expand_as(delta), ratio)
+    return torch.where(delta.abs() < rules.EPS, dr.expand_as(delta), ratio)
 
 
 def _pre_activations(layers: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
@@ -86,12 +95,16 @@ def _pre_activations(layers: list[nn.Module], x: torch.Tensor) -> list[torch.Ten
     return found
 
 
-def _block(layers: list[nn.Module], x: torch.Tensor, r: torch.Tensor, zr: list[torch.Tensor]) -> torch.Tensor:
-    """SHAP values (k, F, C) of the samples ``x`` (k, F) against the references ``r`` (B, F)."""
+def _block(
+    layers: list[nn.Module], x: torch.Tensor, r: torch.Tensor, zr: list[torch.Tensor], dr: list[torch.Tensor]
+) -> torch.Tensor:
+    """SHAP values (k, F, C) of the samples ``x`` (k, F) against the references ``r`` (B, F), whose
+    pre-activations are ``zr`` and the activations' derivatives there ``dr``."""
     zx = _pre_activations(layers, x)
     acts = [layer for layer in layers if isinstance(layer, ELEMENTWISE)]
     mults = [
-        _multiplier(a, zx_k[:, None, :], zr_k[None, :, :]) for a, zx_k, zr_k in zip(acts, zx, zr, strict=True)
+        _multiplier(a, zx_k[:, None, :], zr_k[None], dr_k[None])
+        for a, zx_k, zr_k, dr_k in zip(acts, zx, zr, dr, strict=True)
     ]
     linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
     if len(mults) == 1:
@@ -119,15 +132,18 @@ def deep_shap(
     layers = layers_of(net)
     if layers is None:
         raise ValueError(
-            "fast_deep handles MLPs of Linear/ReLU/Tanh/Sigmoid/Dropout layers only; "
-            "use shap.DeepExplainer for other networks (pipeline.stages.explain.deep_shap picks for you)."
+            "fast_deep handles MLPs of Linear, elementwise and pass-through layers only; use "
+            "shap.DeepExplainer for other networks (pipeline.explain.explainers.deep_shap picks for you)."
         )
     net.eval()
-    with torch.inference_mode():
+    # no_grad, not inference_mode: autograd may take the derivatives at the references.
+    with torch.no_grad():
         r = torch.from_numpy(np.ascontiguousarray(background, dtype=np.float32))
         x_all = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         base = net(r).mean(dim=0).double().numpy()
         zr = _pre_activations(layers, r)
+        acts = [layer for layer in layers if isinstance(layer, ELEMENTWISE)]
+        dr = [_derivative(a, z) for a, z in zip(acts, zr, strict=True)]
         n, features = x_all.shape
         classes = base.shape[0]
         widest = max([features, classes, *(z.shape[1] for z in zr)])
@@ -137,5 +153,7 @@ def deep_shap(
         step = max(1, min(n, block_bytes // max(per_row, 1)))
         values = np.empty((n, features, classes), dtype=np.float64)
         for start in range(0, n, step):
-            values[start : start + step] = _block(layers, x_all[start : start + step], r, zr).double().numpy()
+            values[start : start + step] = (
+                _block(layers, x_all[start : start + step], r, zr, dr).double().numpy()
+            )
     return values, base

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from pipeline.explain import similarity
+from pipeline.explain.trust import for_class
 
 ExplainFn = Callable[[nn.Module], np.ndarray]  # network -> attributions (n, features, classes)
 
@@ -168,11 +169,6 @@ def randomised(net: nn.Module, names: list[str], seed: int) -> nn.Module:
                 for p in module.parameters(recurse=False):
                     p.normal_(0.0, float(p.std()) if p.numel() > 1 else 1.0)
     return copied.eval()
-
-
-def for_class(values: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(n, features): each sample's attributions for its class ``target[i]``."""
-    return values[np.arange(len(values)), :, target]
 
 
 def check(

@@ -3,9 +3,10 @@
 The seeds list decision trees beside activations and weights as a way to read a network. Here the
 network is the teacher: a scikit-learn ``DecisionTreeClassifier`` is fitted to the classes the
 network predicts on the training inputs (not to the labels), for every depth 1..``max_depth``.
-For regression (``fit_regression``) a ``DecisionTreeRegressor`` is fitted to the network's
-predicted values instead, and fidelity and accuracy are R² (to the network's predictions, to the
-true target); there are no classes, so no per-class fidelity.
+For regression a ``DecisionTreeRegressor`` is fitted to the network's predicted values instead,
+and fidelity and accuracy are R² (to the network's predictions, to the true target); there are no
+classes, so no per-class fidelity. The task (pipeline.task) chooses the tree and the score;
+``fit`` runs the depths.
 
 - **fidelity**: the share of test samples where tree and network predict the same class;
 - **tree accuracy**: the share where the tree predicts the true label;
@@ -15,18 +16,16 @@ true target); there are no classes, so no per-class fidelity.
   network does something a small tree cannot;
 - the chosen tree's largest leaves as rules in words ("if pixel (3, 4) > 0.8 and ... then 7").
 
-Pure: arrays in, a ``Surrogate`` out; scikit-learn is imported here only.
+Pure: arrays in, a ``Surrogate`` out; no scikit-learn here (the task passes its tree).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from pipeline import task
 
 # Train rows the tree is fitted on at most (a seeded draw): MNIST's 60,000 x 784 would take ~10 s
 # per depth, and 20,000 rows give the same splits near the root.
@@ -43,11 +42,13 @@ class Rule:
 
     def text(self, class_names: list[str]) -> str:
         """The rule in words; for regression ``class_names`` is [target name] (as summary.json has it)."""
+        from pipeline.task import fmt  # not at the top: pipeline.task's classes import this module
+
         premise = " and ".join(self.conditions) if self.conditions else "always"
         if self.regression:
             return (
-                f"if {premise} then the network predicts {class_names[0]} ≈ {task.fmt(self.prediction)} "
-                f"({self.samples} training samples; its predictions for them have sd {task.fmt(self.purity)})"
+                f"if {premise} then the network predicts {class_names[0]} ≈ {fmt(self.prediction)} "
+                f"({self.samples} training samples; its predictions for them have sd {fmt(self.purity)})"
             )
         return (
             f"if {premise} then {class_names[int(self.prediction)]} ({self.samples} training samples, "
@@ -120,7 +121,7 @@ class Surrogate:
     tree: TreeArrays  # the chosen tree
     class_fidelity: np.ndarray  # (classes,) NaN for a class the network never predicted; regression: empty
     network_accuracy: float  # regression: the network's R² on the test split
-    seconds: float = 0.0  # to fit and score the trees, scikit-learn's import included
+    predicted: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the chosen tree's, test split
     fidelity_rmse: float = float("nan")  # regression: RMSE of the chosen tree to the network, target units
 
     @property
@@ -164,88 +165,39 @@ def choose_depth(depths: np.ndarray, fidelity: np.ndarray, tolerance: float) -> 
     return int(depths[int(good[0])])
 
 
+def agreement(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """A classification tree's score: the share of rows where ``predicted`` equals ``truth``."""
+    return float(np.mean(predicted == truth))
+
+
 def fit(
     X_train: np.ndarray,
     teacher_train: np.ndarray,
     X_test: np.ndarray,
     teacher_test: np.ndarray,
     y_test: np.ndarray,
-    n_classes: int,
     *,
+    estimator: Callable[..., Any],
+    score: Callable[[np.ndarray, np.ndarray], float],
     max_depth: int,
     tolerance: float,
     seed: int,
 ) -> Surrogate:
-    """Trees of depth 1..max_depth fitted to the network's train predictions ``teacher_train``;
-    fidelity to ``teacher_test`` and accuracy against ``y_test`` on the test split."""
-    started = time.perf_counter()
-    from sklearn.tree import DecisionTreeClassifier
-
+    """Trees of depth 1..max_depth (``estimator(max_depth=, random_state=)``: a scikit-learn
+    tree, which the task chooses) fitted to the network's train predictions ``teacher_train``;
+    ``score(truth, predicted)`` of each on the test split: fidelity to ``teacher_test``, accuracy
+    against ``y_test``. ``predicted`` holds the chosen tree's test predictions."""
     depths = np.arange(1, max_depth + 1)
     trees, fidelity, accuracy = [], [], []
     for d in depths:
-        tree = DecisionTreeClassifier(max_depth=int(d), random_state=seed).fit(X_train, teacher_train)
+        tree = estimator(max_depth=int(d), random_state=seed).fit(X_train, teacher_train)
         predicted = tree.predict(X_test)
         trees.append(tree)
-        fidelity.append(float(np.mean(predicted == teacher_test)))
-        accuracy.append(float(np.mean(predicted == y_test)))
-    fid = np.asarray(fidelity)
-    depth = choose_depth(depths, fid, tolerance)
-    tree = trees[depth - 1]
-    predicted = tree.predict(X_test)
-    per_class = np.full(n_classes, np.nan)
-    for c in range(n_classes):
-        mine = teacher_test == c
-        if mine.any():
-            per_class[c] = float(np.mean(predicted[mine] == c))
-    return Surrogate(
-        depths=depths,
-        fidelity=fid,
-        accuracy=np.asarray(accuracy),
-        depth=depth,
-        tree=TreeArrays.of(tree),
-        class_fidelity=per_class,
-        network_accuracy=float(np.mean(teacher_test == y_test)),
-        seconds=time.perf_counter() - started,
-    )
-
-
-def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Coefficient of determination of ``y_pred`` for ``y_true`` (1: equal; 0: no better than their
-    mean; negative: worse); NaN when ``y_true`` is constant."""
-    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
-    total = float(np.sum((y_true - y_true.mean()) ** 2))
-    return 1.0 - float(np.sum((y_true - y_pred) ** 2)) / total if total > 0 else float("nan")
-
-
-def fit_regression(
-    X_train: np.ndarray,
-    teacher_train: np.ndarray,
-    X_test: np.ndarray,
-    teacher_test: np.ndarray,
-    y_test: np.ndarray,
-    *,
-    max_depth: int,
-    tolerance: float,
-    seed: int,
-) -> Surrogate:
-    """Regression trees of depth 1..max_depth fitted to the network's predicted values on the train
-    rows ``teacher_train``; fidelity as R² to ``teacher_test`` and accuracy as R² to ``y_test``."""
-    started = time.perf_counter()
-    from sklearn.tree import DecisionTreeRegressor
-
-    depths = np.arange(1, max_depth + 1)
-    trees, fidelity, accuracy = [], [], []
-    for d in depths:
-        tree = DecisionTreeRegressor(max_depth=int(d), random_state=seed).fit(X_train, teacher_train)
-        predicted = tree.predict(X_test)
-        trees.append(tree)
-        fidelity.append(r2(teacher_test, predicted))
-        accuracy.append(r2(y_test, predicted))
+        fidelity.append(score(teacher_test, predicted))
+        accuracy.append(score(y_test, predicted))
     fid = np.asarray(fidelity)
     depth = choose_depth(depths, np.nan_to_num(fid, nan=-np.inf), tolerance)
     tree = trees[depth - 1]
-    gap = tree.predict(X_test) - np.asarray(teacher_test, dtype=np.float64)
     return Surrogate(
         depths=depths,
         fidelity=fid,
@@ -253,10 +205,20 @@ def fit_regression(
         depth=depth,
         tree=TreeArrays.of(tree),
         class_fidelity=np.zeros(0),
-        network_accuracy=r2(y_test, teacher_test),
-        seconds=time.perf_counter() - started,
-        fidelity_rmse=float(np.sqrt(np.mean(gap**2))) if len(gap) else float("nan"),
+        network_accuracy=score(y_test, teacher_test),
+        predicted=tree.predict(X_test),
     )
+
+
+def class_fidelity(predicted: np.ndarray, teacher: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per class the network predicted (``teacher``), the share of those rows the tree's
+    ``predicted`` agrees on; NaN for a class the network never predicted."""
+    per_class = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        mine = teacher == c
+        if mine.any():
+            per_class[c] = float(np.mean(predicted[mine] == c))
+    return per_class
 
 
 def feature_labels(feature_names: list[str], image_shape: tuple[int, int] | None) -> list[str]:

@@ -1,19 +1,17 @@
 """2-D projections (PCA, t-SNE) of a layer's view of the data, and how well they separate the classes
-(or, for a regression, order the target).
-
-Arrays in, arrays out: no torch here.
-"""
+(or, for a regression, order the target): arrays in, arrays out."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from pipeline import progress, stats
+from pipeline import progress
 
 TSNE_ITERATIONS = 500
 
@@ -24,8 +22,8 @@ def project_all(
     """The 2-D projection of each (method, name) -> rows by PCA or t-SNE (PCA-reduced to
     ``pca_dims`` first)."""
     return {
-        key: _project(np.asarray(X, dtype=np.float64), key[0], seed, perplexity, pca_dims, key[1])
-        for key, X in jobs.items()
+        (method, name): project(X, method, seed=seed, perplexity=perplexity, pca_dims=pca_dims, name=name)
+        for (method, name), X in jobs.items()
     }
 
 
@@ -42,11 +40,14 @@ class TsneIterations(io.TextIOBase):
         return len(text)
 
 
-def _project(
-    X: np.ndarray, method: str, seed: int, perplexity: float, pca_dims: int, name: str
+def project(
+    X: np.ndarray, method: str, *, seed: int, perplexity: float, pca_dims: int, name: str = ""
 ) -> np.ndarray:
+    """The 2-D projection (rows, 2) of the rows ``X`` by ``method``, "pca" or "tsne" (PCA-reduced to
+    ``pca_dims`` first; its progress bar is named after ``name``)."""
     from sklearn.decomposition import PCA
 
+    X = np.asarray(X, dtype=np.float64)
     if method == "pca":
         return np.asarray(PCA(n_components=2, random_state=seed).fit_transform(X))
     from sklearn.manifold import TSNE
@@ -75,28 +76,23 @@ def panels(
     jobs: dict[tuple[str, str], np.ndarray],
     labels: np.ndarray,
     *,
+    score: Callable[[np.ndarray, np.ndarray], float],
+    metric: str,
     seed: int,
     perplexity: float,
     pca_dims: int,
-    regression: bool = False,
-) -> dict[str, Any]:
-    """The 2-D projections of ``jobs`` ((method, source) -> rows) and how well they arrange
-    ``labels`` (``separation``, by name): the silhouette of the classes per projection
-    (``silhouette_<source>_<method>``), or for a regression (``labels`` the target's values) the
-    neighbour R² of the target (``target_knn_r2_<source>_<method>``, see stats.neighbour_r2)."""
+) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, float]]:
+    """The 2-D projections of ``jobs`` ((method, source) -> rows), and how well each arranges
+    ``labels``: ``score(points, labels)`` (the silhouette of the classes, or a regression's neighbour R²
+    of the target), by ``separation_name`` (``<metric>_<source>_<method>``)."""
     projections = project_all(jobs, seed=seed, perplexity=perplexity, pca_dims=pca_dims)
-    score = SEPARATION[regression][1]
     separation = {
-        separation_name(source, method, regression=regression): score(points, labels)
+        separation_name(metric, source, method): score(points, labels)
         for (method, source), points in projections.items()
     }
-    return {"projections": projections, "separation": separation}
+    return projections, separation
 
 
-# regression? -> (metric name prefix, score of (points, labels))
-SEPARATION = {False: ("silhouette", stats.silhouette), True: ("target_knn_r2", stats.neighbour_r2)}
-
-
-def separation_name(source: str, method: str, *, regression: bool = False) -> str:
+def separation_name(metric: str, source: str, method: str) -> str:
     """The metric name ``panels`` gives the score of one projection."""
-    return f"{SEPARATION[regression][0]}_{source}_{method}"
+    return f"{metric}_{source}_{method}"

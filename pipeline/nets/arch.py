@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-# Arguments the train stage passes from the data, left out of a user network's line.
-SHAPE_KEYS = ("input_shape", "in_features", "in_channels", "n_classes", "num_classes")
+# The constructor arguments the train stage passes from the data, when a network names them
+# (``model.shape_arguments``): a config may not set them, and a user network's line leaves them out.
+SHAPE_ARGUMENTS = ("input_shape", "in_features", "in_channels", "n_classes", "num_classes")
 
 
 def summary_line(arch: dict[str, Any]) -> str:
@@ -31,6 +32,6 @@ def summary_line(arch: dict[str, Any]) -> str:
             f"({arch['activation']}, dropout {arch['dropout']})"
         )
     own = ", ".join(
-        f"{key}={value}" for key, value in arch.items() if key != "_target_" and key not in SHAPE_KEYS
+        f"{key}={value}" for key, value in arch.items() if key != "_target_" and key not in SHAPE_ARGUMENTS
     )
     return f"{target.rsplit('.', 1)[-1]} ({target}{', ' + own if own else ''})"

@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import get_class
 from torch import nn
 
+from pipeline import io
 from pipeline.errors import ConfigError, MissingInputError
+from pipeline.nets.layers import ACTIVATIONS
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+# The CNN's pooling, by the name model.pool gives.
 POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
-# What the train stage passes to a network's constructor when it names them (see ``shape_arguments``).
-SHAPE_ARGUMENTS = ("input_shape", "in_features", "in_channels", "n_classes", "num_classes")
 
 
 def _activation(name: Any, key: str = "model.activation") -> type[nn.Module]:
@@ -35,6 +36,21 @@ def _activation(name: Any, key: str = "model.activation") -> type[nn.Module]:
     if name not in ACTIVATIONS:
         raise ConfigError(f"Config key '{key}' = {name!r} is not one of {', '.join(ACTIVATIONS)}.")
     return ACTIVATIONS[name]
+
+
+def dense(
+    width: int, hidden_sizes: Sequence[int], n_classes: int, act: type[nn.Module], dropout: float
+) -> list[nn.Module]:
+    """[Linear -> act -> Dropout] per hidden size, then Linear(n_classes), from ``width`` inputs:
+    the MLP's body and the CNN's head."""
+    layers: list[nn.Module] = []
+    for hidden in hidden_sizes:
+        layers += [nn.Linear(width, hidden), act()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = hidden
+    layers.append(nn.Linear(width, n_classes))
+    return layers
 
 
 class MLP(nn.Module):
@@ -59,15 +75,7 @@ class MLP(nn.Module):
             "activation": str(activation),
             "dropout": float(dropout),
         }
-        layers: list[nn.Module] = []
-        width = in_features
-        for hidden in hidden_sizes:
-            layers += [nn.Linear(width, hidden), act()]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = hidden
-        layers.append(nn.Linear(width, n_classes))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*dense(in_features, hidden_sizes, n_classes, act, dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))  # (B, in_features) or (B, C, H, W) -> (B, n_classes) logits
@@ -127,15 +135,9 @@ class CNN(nn.Module):
                 height, width = height // pool_size, width // pool_size
             depth = out
         self.features = nn.Sequential(*blocks)
-        head: list[nn.Module] = [nn.Flatten()]
-        size = depth * height * width
-        for hidden in hidden_sizes:
-            head += [nn.Linear(size, hidden), act()]
-            if dropout > 0:
-                head.append(nn.Dropout(dropout))
-            size = hidden
-        head.append(nn.Linear(size, n_classes))
-        self.head = nn.Sequential(*head)
+        self.head = nn.Sequential(
+            nn.Flatten(), *dense(depth * height * width, hidden_sizes, n_classes, act, dropout)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # (B, C, H, W) -> (B, n_classes) logits
@@ -155,7 +157,8 @@ class Shaped(nn.Module):
 
 
 def shape_arguments(cls: Any, input_shape: Sequence[int], n_classes: int) -> dict[str, Any]:
-    """The data's shape and class count, for the constructor arguments of ``cls`` that name them:
+    """The data's shape and class count, for the constructor arguments of ``cls`` that name them
+    (``arch.SHAPE_ARGUMENTS``: the train stage passes them, a config may not):
     ``input_shape`` (a tuple: (channels, height, width) or (features,)), ``in_features`` (the
     number of values in a row), ``in_channels`` (images' channels), ``n_classes`` or ``num_classes``."""
     names = inspect.signature(cls).parameters
@@ -208,8 +211,6 @@ def save(
     """The network's class (``target``, a dotted name), its constructor ``arguments``, the input
     shape and the weights; no pickled code, so loading can be safe. For glassnet's own networks
     the three default to what the network records (``arch``)."""
-    from pipeline import io
-
     if target is None or arguments is None or input_shape is None:
         arch = getattr(net, "arch", None)
         if arch is None:
@@ -229,8 +230,6 @@ def save(
 
 def build(target: str, arguments: dict[str, Any]) -> nn.Module:
     """``target(**arguments)``; the class is imported by its dotted name."""
-    from hydra.utils import get_class
-
     cls = get_class(target)
     shape_keys = {"input_shape"}
     kwargs = {k: tuple(v) if k in shape_keys and isinstance(v, list) else v for k, v in arguments.items()}

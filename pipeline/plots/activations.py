@@ -3,7 +3,8 @@ regression: projections coloured by the target, the largest absolute errors)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,8 +33,9 @@ def activation_distributions(
     layers: Sequence[_Layer], layer_stats: Sequence[Mapping[str, Any]], margin: float, share: float
 ) -> Figure:
     """Top: histogram of every output of each hidden layer on the test set.
-    Bottom: per unit, the share of test rows on which it is active (ReLU: output > 0) or
-    saturated (sigmoid/tanh); dead units sit at 0, saturated units right of the dashed line."""
+    Bottom: per unit, the share of test rows on which it is active (ReLU and the other rectifiers:
+    output > 0) or saturated (sigmoid/tanh); dead units sit at 0, saturated units right of the
+    dashed line."""
     from pipeline import stats
 
     n = len(layers)
@@ -49,7 +51,7 @@ def activation_distributions(
         )
         top.set_xlabel("activation value")
         top.set_ylabel("count (log)")
-        if layer.activation == "relu":
+        if row["statistic"] == "dead":  # a rectifier (see pipeline.stats)
             per_unit = (layer.post > 0).mean(axis=0)
             bottom.set_xlabel("share of test rows with output > 0")
             bottom.axvline(0, color="C3", linestyle="--", linewidth=1, label="dead (never > 0)")
@@ -80,6 +82,52 @@ def class_activation_heatmap(layers: Sequence[tuple[str, np.ndarray]], class_nam
     return fig
 
 
+@dataclass(frozen=True)
+class _Colouring:
+    """How the projections colour their points, and how they name their score."""
+
+    figsize: tuple[float, float]
+    metric: str  # the score's name in ``separation``: <metric>_<source>_<method>
+    score_label: str
+    scatter: Callable[[Axes, np.ndarray], None]  # draws one panel's points (rows, 2)
+    finish: Callable[[Figure, np.ndarray], None]  # the key to the colours, once the panels are drawn
+
+
+def _by_class(y: np.ndarray, class_names: Sequence[str]) -> _Colouring:
+    """One colour per class, with a legend of the classes."""
+    colours = _class_colours(len(class_names))
+
+    def scatter(ax: Axes, xy: np.ndarray) -> None:
+        for k, name in enumerate(class_names):
+            mask = y == k
+            if mask.any():
+                ax.scatter(xy[mask, 0], xy[mask, 1], s=7, color=colours[k], label=name, alpha=0.8)
+
+    def finish(fig: Figure, axes: np.ndarray) -> None:
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center right", title="class", markerscale=2.5, fontsize=8)
+        fig.tight_layout(rect=(0, 0, 0.88, 1))
+
+    return _Colouring((9.5, 8.5), "silhouette", "silhouette", scatter, finish)
+
+
+def _by_target(y: np.ndarray, target: str) -> _Colouring:
+    """The target's value on one continuous scale for all four panels (a colour means the same
+    value everywhere), with a colorbar."""
+    values = np.asarray(y, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
+    norm = Normalize(low, high)
+    scale = ScalarMappable(norm, cmap="viridis")
+
+    def scatter(ax: Axes, xy: np.ndarray) -> None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=7, c=values, cmap=scale.cmap, norm=norm, alpha=0.85)
+
+    def finish(fig: Figure, axes: np.ndarray) -> None:
+        fig.colorbar(scale, ax=axes, label=target, shrink=0.8, pad=0.02)
+
+    return _Colouring((10.0, 8.5), "target_knn_r2", "neighbour R²", scatter, finish)
+
+
 def projections(
     points: Mapping[tuple[str, str], np.ndarray],
     y: np.ndarray,
@@ -90,54 +138,22 @@ def projections(
     """2x2: PCA (top) and t-SNE (bottom) of the inputs (left) and of the last hidden layer (right),
     coloured by class; for a regression (``y`` the target's values, ``class_names`` [its name]) by
     the target's value on one continuous scale, with a colorbar."""
-    if task == REGRESSION:
-        return _projections_by_target(points, y, class_names[0], separation)
-    fig, axes = subplots(2, 2, figsize=(9.5, 8.5))
-    colours = _class_colours(len(class_names))
+    colouring = _by_target(y, class_names[0]) if task == REGRESSION else _by_class(y, class_names)
+    fig, axes = subplots(2, 2, figsize=colouring.figsize)
     titles = {"inputs": "inputs", "hidden": "last hidden layer"}
     for r, method in enumerate(("pca", "tsne")):
         for c, source in enumerate(("inputs", "hidden")):
             ax = axes[r, c]
-            xy = points[(method, source)]
-            for k, name in enumerate(class_names):
-                mask = y == k
-                if mask.any():
-                    ax.scatter(xy[mask, 0], xy[mask, 1], s=7, color=colours[k], label=name, alpha=0.8)
-            score = separation.get(f"silhouette_{source}_{method}", float("nan"))
+            colouring.scatter(ax, points[(method, source)])
+            score = separation.get(f"{colouring.metric}_{source}_{method}", float("nan"))
             ax.set_title(
-                f"{'PCA' if method == 'pca' else 't-SNE'} of the {titles[source]}\nsilhouette {score:.2f}",
+                f"{'PCA' if method == 'pca' else 't-SNE'} of the {titles[source]}\n"
+                f"{colouring.score_label} {score:.2f}",
                 fontsize=9,
             )
             ax.set_xticks([])
             ax.set_yticks([])
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", title="class", markerscale=2.5, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 0.88, 1))
-    return fig
-
-
-def _projections_by_target(
-    points: Mapping[tuple[str, str], np.ndarray], y: np.ndarray, target: str, separation: Mapping[str, float]
-) -> Figure:
-    fig, axes = subplots(2, 2, figsize=(10.0, 8.5))
-    titles = {"inputs": "inputs", "hidden": "last hidden layer"}
-    values = np.asarray(y, dtype=np.float64)
-    low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
-    # One colour scale for all four panels, so a colour means the same value everywhere.
-    scale = ScalarMappable(Normalize(low, high), cmap="viridis")
-    for r, method in enumerate(("pca", "tsne")):
-        for c, source in enumerate(("inputs", "hidden")):
-            ax = axes[r, c]
-            xy = points[(method, source)]
-            ax.scatter(xy[:, 0], xy[:, 1], s=7, c=values, cmap=scale.cmap, norm=scale.norm, alpha=0.85)
-            score = separation.get(f"target_knn_r2_{source}_{method}", float("nan"))
-            ax.set_title(
-                f"{'PCA' if method == 'pca' else 't-SNE'} of the {titles[source]}\nneighbour R² {score:.2f}",
-                fontsize=9,
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.colorbar(scale, ax=axes, label=target, shrink=0.8, pad=0.02)
+    colouring.finish(fig, axes)
     return fig
 
 
@@ -229,25 +245,46 @@ def error_gallery_table(
 ) -> Figure:
     """Tabular data: per error, the class probabilities (left) and the ``top`` features whose
     values are most unusual (largest |standardized value|), with their raw values (right)."""
-    n = len(raw)
-    fig, axes = subplots(
-        n,
-        2,
-        figsize=(9.5, max(1.6, 0.25 * len(class_names) + 0.9) * n),
-        squeeze=False,
-        gridspec_kw={"width_ratios": [1.0, 1.6]},
-    )
-    for i in range(n):
+
+    def probabilities(ax: Axes, i: int) -> None:
         true, pred = int(y_true[i]), int(probs[i].argmax())
-        left, right = axes[i]
-        _probability_bars(left, probs[i], true, class_names, horizontal=True)
-        left.set_title(
+        _probability_bars(ax, probs[i], true, class_names, horizontal=True)
+        ax.set_title(
             f"error {i + 1}: true {class_names[true]} ({probs[i, true]:.0%}), "
             f"pred {class_names[pred]} ({probs[i, pred]:.0%})",
             fontsize=8,
             loc="left",
         )
+
+    height = max(1.6, 0.25 * len(class_names) + 0.9) * len(raw)
+    return _error_rows(raw, scaled, feature_names, top, height, probabilities)
+
+
+def _error_rows(
+    raw: np.ndarray,
+    scaled: np.ndarray,
+    feature_names: Sequence[str],
+    top: int,
+    height: float,
+    describe: Callable[[Axes, int], None],
+) -> Figure:
+    """One row per error: ``describe(ax, i)`` draws what the network made of error ``i`` (left),
+    beside the ``top`` most unusual features of its row (right)."""
+    n = len(raw)
+    fig, axes = subplots(
+        max(n, 1),
+        2,
+        figsize=(9.5, height),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.0, 1.6]},
+    )
+    for i in range(n):
+        left, right = axes[i]
+        describe(left, i)
         _unusual_features(right, raw[i], scaled[i], feature_names, top)
+    if not n:
+        for ax in axes[0]:
+            ax.set_axis_off()
     fig.tight_layout()
     return fig
 
@@ -290,36 +327,25 @@ def regression_errors_table(
     """Regression, tabular data: per error (largest |error| first), the actual value (green) and the
     prediction (red) on one axis in the target's units, shared by all rows (left), and the ``top``
     most unusual features with their raw values (right)."""
-    n = len(raw)
-    fig, axes = subplots(
-        max(n, 1),
-        2,
-        figsize=(9.5, 1.25 * max(n, 1) + 0.4),
-        squeeze=False,
-        gridspec_kw={"width_ratios": [1.0, 1.6]},
-    )
-    both = np.concatenate([actual, predicted]) if n else np.zeros(1)
+    both = np.concatenate([actual, predicted]) if len(raw) else np.zeros(1)
     pad = 0.05 * (float(both.max() - both.min()) or 1.0)
     limits = (float(both.min()) - pad, float(both.max()) + pad)
-    for i in range(n):
-        left, right = axes[i]
+
+    def actual_and_predicted(ax: Axes, i: int) -> None:
         a, p = float(actual[i]), float(predicted[i])
-        left.plot([a, p], [0, 0], color="#888888", linewidth=2, zorder=1)
-        left.scatter([a], [0], color="C2", s=40, zorder=2, label="actual")
-        left.scatter([p], [0], color="C3", s=40, marker="D", zorder=2, label="predicted")
-        left.set_xlim(*limits)
-        left.set_yticks([])
-        left.tick_params(axis="x", labelsize=7)
-        left.set_xlabel(target, fontsize=7)
-        left.set_title(_error_title(i, a, p, target), fontsize=8, loc="left")
+        ax.plot([a, p], [0, 0], color="#888888", linewidth=2, zorder=1)
+        ax.scatter([a], [0], color="C2", s=40, zorder=2, label="actual")
+        ax.scatter([p], [0], color="C3", s=40, marker="D", zorder=2, label="predicted")
+        ax.set_xlim(*limits)
+        ax.set_yticks([])
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_xlabel(target, fontsize=7)
+        ax.set_title(_error_title(i, a, p, target), fontsize=8, loc="left")
         if i == 0:
-            left.legend(fontsize=7, loc="upper right", ncols=2, frameon=False)
-        _unusual_features(right, raw[i], scaled[i], feature_names, top)
-    if not n:
-        for ax in axes[0]:
-            ax.set_axis_off()
-    fig.tight_layout()
-    return fig
+            ax.legend(fontsize=7, loc="upper right", ncols=2, frameon=False)
+
+    height = 1.25 * max(len(raw), 1) + 0.4
+    return _error_rows(raw, scaled, feature_names, top, height, actual_and_predicted)
 
 
 def regression_errors_images(

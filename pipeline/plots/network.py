@@ -25,7 +25,17 @@ _BLOCK_COLOURS = {
     "layer": "#ffffff",
     "output": "#a1d99b",
 }
-_ACTIVATION_NAMES = {"relu": "ReLU", "tanh": "tanh", "sigmoid": "sigmoid"}
+# How an activation (its module's type, lower case) is written; any other keeps its lower-case name.
+_ACTIVATION_NAMES = {
+    "relu": "ReLU",
+    "leakyrelu": "leaky ReLU",
+    "elu": "ELU",
+    "selu": "SELU",
+    "gelu": "GELU",
+    "silu": "SiLU",
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+}
 
 
 def _block_text(spec: Mapping[str, Any], image_shape: Sequence[int] | None) -> str:

@@ -10,7 +10,6 @@ footer). Figures are inlined as data: URIs so a page is one self-contained file.
 from __future__ import annotations
 
 import base64
-import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from pipeline.report.formats import FILTERS
 
 
 @dataclass(frozen=True)
@@ -60,31 +61,9 @@ def embed_figure(path: Path, title: str, caption: str, alt: str) -> ReportFigure
     return ReportFigure(path.stem, title, caption, alt, src, round(width * scale), round(height * scale))
 
 
-def fmt_pct(value: float) -> str:
-    return f"{100 * float(value):.1f}%"
-
-
-def fmt_num(value: float) -> str:
-    return f"{float(value):.4f}" if abs(float(value)) < 1000 else f"{float(value):,.0f}"
-
-
-def fmt_sci(value: float) -> str:
-    return f"{float(value):.2e}"
-
-
-def fmt_int(value: float) -> str:
-    return f"{int(value):,}"
-
-
-def fmt_metric(value: float) -> str:
-    return "—" if not math.isfinite(value) else f"{value:.4g}"
-
-
-def truncate_id(value: str, length: int = 10) -> str:
-    return str(value)[:length]
-
-
 def make_env() -> Environment:
+    """The one Jinja2 environment of both pages: autoescaped, strict about missing context, the
+    number formats of pipeline.report.formats as filters."""
     env = Environment(
         loader=PackageLoader("pipeline.report", "templates"),
         autoescape=True,
@@ -92,14 +71,7 @@ def make_env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(
-        fmt_pct=fmt_pct,
-        fmt_num=fmt_num,
-        fmt_sci=fmt_sci,
-        fmt_int=fmt_int,
-        fmt_metric=fmt_metric,
-        truncate_id=truncate_id,
-    )
+    env.filters.update(FILTERS)
     return env
 
 

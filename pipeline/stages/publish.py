@@ -15,16 +15,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from pipeline import io, layout
-from pipeline.config import Config
+from pipeline.config import Config, plain
 from pipeline.errors import MissingInputError
+from pipeline.plots.figures import STAGES
 from pipeline.tracking import location, runs
 
 log = logging.getLogger(__name__)
-
-STAGES = ("evaluate", "explain", "visualize")
 
 
 def collect(
@@ -54,32 +51,27 @@ def collect(
 
 def stage_params(cfg: Config) -> dict[str, Any]:
     """The params of the stages after train (train logs its own sections), flattened for MLflow."""
-    sections = {
-        "evaluate": cfg.evaluate,
-        "explain": cfg.explain,
-        "visualize": cfg.visualize,
-    }
-    return runs.flatten(
-        {
-            name: OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-            for name, node in sections.items()
-        }
-    )
+    return runs.flatten({stage: plain(getattr(cfg, stage)) for stage in STAGES})
 
 
-def run(cfg: Config) -> dict[str, Any]:
-    run_info = runs.load_run(layout.run_file(cfg))
-    records = {}
+def read_records(cfg: Config) -> dict[str, dict[str, Any]]:
+    """The MLflow records the stages after train wrote (``tracking.records``), by stage; a stage
+    that has not run is left out with a warning."""
+    found = {}
     for stage in STAGES:
         path = layout.mlflow_record(getattr(cfg.paths, stage))
         if path.exists():
-            records[stage] = io.read_json(path, stage)
+            found[stage] = io.read_json(path, stage)
         else:
             log.warning("Nothing to publish from %s: %s does not exist (run that stage first)", stage, path)
-    metrics, artifacts = collect(records, run_info.run_id)
+    return found
+
+
+def with_report(cfg: Config, artifacts: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """``artifacts`` and the report, when it has been written; every file must exist."""
     report = Path(cfg.paths.report)
     if report.exists():
-        artifacts.append((report, "report"))
+        artifacts = [*artifacts, (report, "report")]
     else:
         log.warning("No report to publish: %s does not exist (run the 'report' stage first)", report)
     missing = [str(path) for path, _ in artifacts if not path.is_file()]
@@ -88,27 +80,45 @@ def run(cfg: Config) -> dict[str, Any]:
             f"Cannot publish to MLflow: {', '.join(missing)} listed by a stage but missing; "
             "rerun the stages that write them (`dvc repro`)."
         )
-    # The run's server, when it has one, must answer now (fail in seconds, not minutes of retries).
+    return artifacts
+
+
+def check_run(cfg: Config, run_info: runs.RunInfo) -> None:
+    """The run's server, when it has one, must answer now (fail in seconds, not minutes of
+    retries), and hold the run."""
     location.prepare_uri(run_info.tracking_uri, fallback_to_local=False)
     if not runs.run_exists(run_info.tracking_uri, run_info.run_id):
         raise MissingInputError(
             f"MLflow run {run_info.run_id} (from {layout.run_file(cfg)}) is not in the store "
             f"{run_info.tracking_uri}: retrain to make a new run (`dvc repro --force train`)."
         )
-    uri, run_id = run_info.tracking_uri, run_info.run_id
-    params = stage_params(cfg)
-    for key, (logged, now) in runs.log_params(uri, run_id, params).items():
+
+
+def log_params(run_info: runs.RunInfo, params: dict[str, Any]) -> None:
+    """Log ``params``; one the run already holds with another value is kept, with a warning."""
+    for key, (logged, now) in runs.log_params(run_info.tracking_uri, run_info.run_id, params).items():
         log.warning(
             "MLflow run %s keeps %s=%s (MLflow never changes a param), though these outputs used %s: "
             "retrain (`dvc repro --force train`) for a run that records it",
-            run_id,
+            run_info.run_id,
             key,
             logged,
             now,
         )
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    run_info = runs.load_run(layout.run_file(cfg))
+    metrics, artifacts = collect(read_records(cfg), run_info.run_id)
+    artifacts = with_report(cfg, artifacts)
+    check_run(cfg, run_info)
+
+    params = stage_params(cfg)
+    log_params(run_info, params)
     if metrics:
-        runs.log_metrics(uri, run_id, metrics)
-    runs.log_files(uri, run_id, artifacts)
+        runs.log_metrics(run_info.tracking_uri, run_info.run_id, metrics)
+    runs.log_files(run_info.tracking_uri, run_info.run_id, artifacts)
+
     summary = {
         "run_id": run_info.run_id,
         "tracking_uri": run_info.tracking_uri,

@@ -4,13 +4,26 @@ the MLflow UI's Datasets column shows which data a run read and when two runs re
 Each input carries the split's name, a digest (the MD5 of the prepared split's files, equal
 exactly when the arrays are), the source the rows were read from (the CSV/Parquet file, the IDX
 folder; or, for a loader that reads no file of the user's, the loader function) and MLflow's
-tensor schema and profile of the arrays. Runs in the train stage's pool worker, like ``runs``.
+tensor schema and profile of the arrays.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.numpy_dataset import from_numpy
+
+# Documented as mlflow.data.sources.LocalArtifactDatasetSource, but MLflow defines it at import
+# time (one class per artifact repository), so type checkers cannot see it.
+from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
+from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+from pipeline.tracking import store
+from pipeline.tracking.provenance import combined_md5
 
 # MLflow's names for what a dataset was used for (the "mlflow.data.context" tag).
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
@@ -19,8 +32,6 @@ CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
 def split_digests(md5s: dict[str, str]) -> dict[str, str]:
     """{split: digest} from the prepared data folder's {file: MD5}: the combined MD5 of the
     split's X and y files (``provenance.file_md5s``)."""
-    from pipeline.tracking.provenance import combined_md5
-
     return {
         split: combined_md5({name: md5s[name] for name in (f"X_{split}.npy", f"y_{split}.npy")})
         for split in CONTEXTS
@@ -33,14 +44,6 @@ def describe(
     """The splits in the prepared data ``folder`` as MLflow datasets (``Dataset.to_dict()``):
     ``dataset``'s name with the split's, its digest, schema and profile, and its source: ``uri``
     (a local file or folder) if given, else the ``loader`` function's dotted name."""
-    import numpy as np
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.numpy_dataset import from_numpy
-
-    # Documented as mlflow.data.sources.LocalArtifactDatasetSource, but MLflow defines it at
-    # import time (one class per artifact repository), so type checkers cannot see it.
-    from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
-
     source = LocalArtifactDatasetSource(uri) if uri else CodeDatasetSource(tags={"loader": loader})
     described = []
     for split in CONTEXTS:
@@ -64,11 +67,6 @@ def log_splits(
     digests: dict[str, str],
 ) -> None:
     """Log the prepared splits in ``folder`` to run ``run_id`` as its dataset inputs (see describe)."""
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-    from pipeline.tracking import store
-
     inputs = []
     for entry in describe(folder, dataset, source, loader, digests):
         context = entry.pop("context")

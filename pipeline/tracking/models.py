@@ -3,27 +3,27 @@ input example and stated requirements).
 
 ``serialization_format`` "pickle" logs the ``MLP`` itself, glassnet's code beside it, so
 ``mlflow.pytorch.load_model`` returns it; "pt2" a ``torch.export`` graph, which loads without the
-code but costs ~1.1 s more per train stage (torch.export).
+code but costs a ``torch.export`` of the network per train stage.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
+import mlflow
+import mlflow.pytorch
+import numpy as np
+import torch
+from mlflow.models import infer_signature
+
+from pipeline.nets import model
 
 PACKAGE = Path(__file__).resolve().parents[1]  # pipeline/: travels with a pickled model
 
 
 def requirements() -> list[str]:
     """The model's pip requirements: this environment's torch and numpy."""
-    import numpy as np
-    import torch
-
     return [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
 
 
@@ -31,11 +31,6 @@ def log_model(
     uri: str, run_id: str, net: torch.nn.Module, example: np.ndarray, serialization_format: str = "pickle"
 ) -> str:
     """Log ``net`` to run ``run_id`` as an MLflow PyTorch model; return its URI."""
-    import mlflow
-    import mlflow.pytorch
-    import torch
-    from mlflow.models import infer_signature
-
     with torch.inference_mode():
         output = net(torch.as_tensor(example)).numpy()
     mlflow.set_tracking_uri(uri)
@@ -67,8 +62,6 @@ def log_saved(
     uri: str, run_id: str, model_file: Path, example: np.ndarray, serialization_format: str = "pickle"
 ) -> str:
     """``log_model`` of the network saved at ``model_file`` (by pipeline.nets.model.save)."""
-    from pipeline.nets import model
-
     net = model.load(model_file)
     net.eval()
     return log_model(uri, run_id, net, example, serialization_format)

@@ -2,10 +2,13 @@
 or resume, log params and metrics, finish, terminate).
 
 Every operation takes the tracking URI and the run id (the run's identity as run.json holds it).
+MLflow is imported inside the functions, as in ``store``: ``RunInfo`` serves stages that never
+talk to MLflow.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -15,6 +18,8 @@ from typing import Any
 
 from pipeline.errors import GlassnetError
 from pipeline.tracking import store
+
+log = logging.getLogger(__name__)
 
 
 class TrackingError(GlassnetError):
@@ -78,7 +83,6 @@ class Started:
     run_id: str
     experiment_id: str
     resumed: bool
-    warning: str | None = None  # for the stage to log
     killed: str | None = None  # the stale run it marked KILLED
 
 
@@ -95,7 +99,8 @@ def start(
     """Resume run ``resume`` if the store has it, else create a run with ``tags`` and ``params``.
 
     ``stale``: the run of an earlier train stage that died without a word (SIGKILL, a lost
-    machine), which nobody marked; if it is still RUNNING, it is marked KILLED.
+    machine), which nobody marked; if it is still RUNNING, it is marked KILLED. Both are logged
+    as warnings, as is a run to resume that the store does not hold.
     """
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
@@ -103,6 +108,12 @@ def start(
     try:
         experiment_id = store.ensure_experiment(uri, experiment)
         killed = stale if stale and stale != resume and end_if_running(uri, stale, "KILLED") else None
+        if killed:
+            log.warning(
+                "MLflow run %s of an earlier train stage that stopped without a word (killed?) "
+                "was still RUNNING: marked KILLED",
+                killed,
+            )
         if resume and run_exists(uri, resume):
             store.client(uri).update_run(resume, status="RUNNING")
             return Started(resume, experiment_id, resumed=True, killed=killed)
@@ -113,8 +124,9 @@ def start(
             f"MLflow tracking failed: cannot log to the store {uri} ({type(err).__name__}: {err}). "
             "Check tracking.uri / MLFLOW_TRACKING_URI and the store, then rerun."
         ) from err
-    missing = f"The interrupted run's MLflow run {resume} is not in {uri}: logging to a new run"
-    return Started(run_id, experiment_id, resumed=False, warning=missing if resume else None, killed=killed)
+    if resume:
+        log.warning("The interrupted run's MLflow run %s is not in %s: logging to a new run", resume, uri)
+    return Started(run_id, experiment_id, resumed=False, killed=killed)
 
 
 def run_exists(uri: str, run_id: str) -> bool:
@@ -172,6 +184,15 @@ def finish(uri: str, run_id: str, metrics: dict[str, float], texts: dict[str, st
 def terminate(uri: str, run_id: str, status: str) -> None:
     """Mark the run ``status`` (FAILED, KILLED)."""
     store.client(uri).set_terminated(run_id, status)
+
+
+def end_quietly(uri: str, run_id: str, status: str) -> None:
+    """``terminate``, for a stage that is already failing: never raises (the store may be what
+    failed), so the original error is the one reported."""
+    try:
+        terminate(uri, run_id, status)
+    except Exception as err:  # noqa: BLE001 -- already failing; keep the original error
+        log.warning("Could not mark MLflow run %s as %s: %s", run_id, status, err)
 
 
 def end_if_running(uri: str, run_id: str, status: str = "KILLED") -> bool:

@@ -1,5 +1,7 @@
 """The MLflow store behind a tracking URI: one client per process, the experiment, and a lock
-that serialises first contact with a new SQLite file. MLflow is imported inside the functions."""
+that serialises first contact with a new SQLite file. MLflow is imported inside the functions:
+evaluate, explain and visualize import this module (through ``records`` and ``runs``) for
+``RunInfo`` alone and never talk to MLflow."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def stage_env() -> dict[str, str]:
 
 def cli(name: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", f"pipeline.{name}", *overrides, *QUIET],
+        [sys.executable, "-m", f"pipeline.stages.{name}", *overrides, *QUIET],
         cwd=cwd,
         env=stage_env(),
         capture_output=True,
@@ -156,7 +156,7 @@ def test_a_run_left_running_by_a_sigkilled_stage_is_killed_by_the_next_train(tra
     while not run_id.exists():
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the stage and its MLflow worker, as a lost machine would
+    os.killpg(proc.pid, signal.SIGKILL)  # the stage and every process it started, as a lost machine would
     proc.wait()
     killed = run_id.read_text().strip()
     client = MlflowClient(f"sqlite:///{trained / 'mlflow.db'}")
