@@ -37,7 +37,7 @@ import pytest
 
 from pipeline.data.idx import IMAGES_MAGIC, MNIST_FILES
 from tests.conftest import FAST, ROOT, isolated_overrides
-from tests.test_datasets import split_table, table, write_mnist, write_sorted_mnist
+from tests.data.test_datasets import split_table, table, write_mnist, write_sorted_mnist
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 # Files the MLflow store owns; they are not any stage's output.

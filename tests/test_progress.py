@@ -14,7 +14,7 @@ from pipeline.errors import ConfigError
 from pipeline.explain import explainers, trust
 from pipeline.internals import projection
 from pipeline.nets import predict
-from tests.test_explainers import _tiny_mlp
+from tests.explain.test_explainers import _tiny_mlp
 
 
 def bar_text(err: str) -> list[str]:

@@ -20,7 +20,7 @@ background row, class) triple at once, in blocks, through the same rules:
   ``g * (y_x - max(y_x, y_r))`` to the reference's, divided by ``z_x - z_r`` (0 where that is
   below 1e-7): shap's ``maxpool`` rule. Where windows tile the input the result is exactly
   additive; where they overlap shap's rule is not exactly additive, and neither is this copy
-  of it (tests/test_deep_lift.py): the explain stage's additivity error shows by how much.
+  of it (tests/explain/test_deep_lift.py): the explain stage's additivity error shows by how much.
 
 The rules themselves, and the lazily multiplied gradient they act on, are in ``rules``.
 

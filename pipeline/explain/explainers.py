@@ -154,8 +154,8 @@ def deep_path(net: nn.Module, rows: np.ndarray) -> str:
 def deep_shap(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DeepExplainer's attributions (DeepLIFT rescale with a background distribution; exactly additive).
 
-    Three paths give the same numbers (to 1e-4 and better; tests/test_deep_lift.py and
-    tests/test_fast_deep.py compare each with shap.DeepExplainer): MLPs of Linear, elementwise and
+    Three paths give the same numbers (to 1e-4 and better; tests/explain/test_deep_lift.py and
+    tests/explain/test_fast_deep.py compare each with shap.DeepExplainer): MLPs of Linear, elementwise and
     pass-through layers in closed form (pipeline.explain.fast_deep, ~100x faster); any other chain
     of layers, convolutional nets included, through pipeline.explain.deep_lift's batched rules (~5x
     faster); a network with branches or functional operations through shap.DeepExplainer itself.

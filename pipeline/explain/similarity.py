@@ -2,7 +2,7 @@
 
 No torch, no plotting: explain's trust checks (agreement with Integrated Gradients), the
 weight-randomisation sanity check (pipeline.explain.sanity) and the comparison page call these;
-tests/test_checks.py and tests/test_explain.py check each on hand-made cases and against scipy
+tests/explain/test_checks.py and tests/stages/test_explain.py check each on hand-made cases and against scipy
 and scikit-image.
 """
 

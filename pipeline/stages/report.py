@@ -24,7 +24,7 @@ from pipeline.report.html import render_page
 
 log = logging.getLogger(__name__)
 
-# Re-exported for callers that import them from the stage (tests/test_explain.py); they live in
+# Re-exported for callers that import them from the stage (tests/stages/test_explain.py); they live in
 # pipeline.report.
 __all__ = ["SECTIONS", "build_context", "render_report", "run", "section_figures", "trust_summary"]
 

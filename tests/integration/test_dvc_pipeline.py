@@ -24,7 +24,7 @@ from PIL import Image
 from pipeline.nets import model
 from tests.conftest import ROOT
 from tests.dvc_truth import dep_path
-from tests.test_report import parse
+from tests.stages.test_report import parse
 
 pytestmark = pytest.mark.slow
 
@@ -265,7 +265,7 @@ def test_exp_run_with_a_users_own_network(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A module of the user's, on PYTHONPATH, trained and explained through `dvc exp run`."""
-    from tests.test_networks import MYNETS
+    from tests.nets.test_networks import MYNETS
 
     folder = tmp_path / "usercode"
     folder.mkdir()

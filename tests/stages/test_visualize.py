@@ -324,7 +324,7 @@ def _synthetic_tabular(cfg: Config, n: int = 240) -> None:
 @pytest.mark.slow
 def test_stage_and_report_on_tabular_data(make_cfg: Callable[..., Config]) -> None:
     from pipeline.stages import evaluate, explain, publish, report, train
-    from tests.test_report import parse
+    from tests.stages.test_report import parse
 
     cfg = make_cfg(
         "model.activation=tanh",

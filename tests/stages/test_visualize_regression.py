@@ -20,9 +20,9 @@ from pipeline.plots import activations as act_figs
 from pipeline.plots import figures
 from pipeline.plots import network as net_figs
 from pipeline.stages import visualize
-from tests.test_visualize import live_figures
+from tests.stages.test_visualize import live_figures
 
-# Every figure of a tabular classifier (tests/test_visualize.py) but the per-class one.
+# Every figure of a tabular classifier (tests/stages/test_visualize.py) but the per-class one.
 REGRESSION_FIGURES = {
     "architecture",
     "activation_functions",

@@ -15,6 +15,7 @@ from pipeline.report import html as page_html
 from pipeline.stages import report
 from pipeline.task.classification import Classification
 from pipeline.task.regression import Regression
+from tests.conftest import ROOT
 
 
 class _Collector(HTMLParser):
@@ -183,7 +184,7 @@ def test_configuration_shows_what_dvc_declares(small_run) -> None:  # type: igno
     printed = yaml.safe_load(report_context.build_context(cfg)["config_yaml"])
     assert "paths" not in printed and "compare" not in printed
     assert {"report", "model", "explain", "visualize"} <= set(printed)
-    stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     declared = {p for p in stages["report"]["params"] if isinstance(p, str)}
     assert set(printed) <= declared, f"dvc.yaml's report stage misses params {set(printed) - declared}"
 

@@ -147,7 +147,7 @@ class WiderTrainer(pl.Trainer):
 
 def test_trainer_keys_are_checked_against_the_target_not_a_fixed_list() -> None:
     # The subclass takes `extra` but not the stock Trainer's `accelerator`; the Trainer the reverse.
-    target = "trainer._target_=tests.test_lightning.WiderTrainer"
+    target = "trainer._target_=tests.training.test_lightning.WiderTrainer"
     with pytest.raises(
         ConfigError, match=r"'trainer\.accelerator' is not an argument of tests\.test_lightning"
     ):

@@ -3,7 +3,6 @@ explainer a config names, checked against its function before any work."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from torch import nn
 from pipeline.errors import ConfigError
 from pipeline.explain import explainers, similarity, trust
 from pipeline.nets import model, predict
+from tests.conftest import ROOT
 
 # --- explainers on a tiny model -----------------------------------------------------------------
 
@@ -152,11 +152,11 @@ def test_an_explainer_is_any_function_and_names_what_computes_it() -> None:
     )
     # A function of one's own, unmarked: named by its qualified name, never a failure at the end.
     own = explainers.from_config(
-        {"_target_": "tests.test_explainers.mean_difference", "_partial_": True}, seed=0
+        {"_target_": "tests.explain.test_explainers.mean_difference", "_partial_": True}, seed=0
     )
     values, base = own(net, background, X)
     assert values.shape == (5, 4, 1) and base.shape == (5, 1)
-    assert explainers.path_of(own, net, background) == "tests.test_explainers.mean_difference"
+    assert explainers.path_of(own, net, background) == "tests.explain.test_explainers.mean_difference"
 
 
 def mean_difference(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +180,7 @@ def test_unsupported_model_explainer_pairs_say_what_to_use() -> None:
 
 
 def test_every_explain_config_composes_and_names_an_explainer_function(make_cfg) -> None:  # type: ignore[no-untyped-def]
-    for conf in sorted((Path(__file__).parents[1] / "conf" / "explain").glob("*.yaml")):
+    for conf in sorted((ROOT / "conf" / "explain").glob("*.yaml")):
         cfg = make_cfg(f"explain={conf.stem}")
         assert cfg.explain.explainer == conf.stem
         chosen = explainers.from_config(cfg.explain.options, cfg.seed)  # the function and its options

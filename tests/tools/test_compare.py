@@ -15,7 +15,7 @@ from pipeline.report import comparison
 from pipeline.tools import compare
 from pipeline.tracking.location import resolve_uri
 from pipeline.tracking.queries import RunRecord
-from tests.test_report import parse
+from tests.stages.test_report import parse
 
 
 def _record(name: str, metric: float | None, **params: str) -> RunRecord:

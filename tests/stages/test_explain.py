@@ -22,7 +22,7 @@ from pipeline.plots import figures
 from pipeline.stages import explain, report
 from pipeline.task.classification import Classification
 from pipeline.tracking import runs, store
-from tests.test_visualize import live_figures
+from tests.stages.test_visualize import live_figures
 
 CLASSES = Classification({"class_names": ["a", "b", "c"], "feature_names": ["x"], "image_shape": None})
 
