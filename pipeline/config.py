@@ -213,8 +213,6 @@ class SurrogateConfig:
 
 @dataclass
 class ExplainConfig:
-    # The explainer's name, as the log, the report and MLflow show it: conf/explain/<name>.yaml.
-    explainer: str = "deep"
     # The explainer: its function (``_target_``, called by the stage: ``_partial_: true``) and that
     # function's keyword options (e.g. nsamples, max_evals), checked against its signature when the
     # stage starts (pipeline.explain.explainers.from_config).

@@ -47,6 +47,13 @@ def computed_by(path: str | Callable[[nn.Module, np.ndarray], str]) -> Callable[
     return mark
 
 
+def name_of(explainer: Callable[..., Any]) -> str:
+    """The explainer's name, as the log, the report and metrics/explain.json show it: its function's
+    name, without the ``_shap`` the shipped ones end in (``deep_shap`` -> ``deep``)."""
+    fn = explainer.func if isinstance(explainer, functools.partial) else explainer
+    return str(fn.__name__).removesuffix("_shap")
+
+
 def path_of(explainer: Callable[..., Any], net: nn.Module, rows: np.ndarray) -> str:
     """What computes ``explainer``'s values for ``net`` (``rows``: a few input rows to trace it
     with); an explainer not marked by ``computed_by`` is named by its qualified name."""
@@ -127,7 +134,7 @@ def as_nfc(raw: Any) -> np.ndarray:
 def _require_torch(net: Any, name: str) -> None:
     if not isinstance(net, torch.nn.Module):
         raise ConfigError(
-            f"explain.explainer={name} needs a PyTorch model (it backpropagates through it); got "
+            f"explain={name} needs a PyTorch model (it backpropagates through it); got "
             f"{type(net).__name__}. Use a model-agnostic explainer: explain=permutation or explain=kernel."
         )
 
@@ -219,7 +226,7 @@ def shap_deep(net: nn.Module, background: np.ndarray, X: np.ndarray) -> tuple[np
     unknown = sorted({type(m).__name__ for m in net.modules() if not list(m.children())} - SHAP_DEEP_LAYERS)
     if unknown:
         raise ConfigError(
-            f"explain.explainer=deep cannot propagate through layer(s) {', '.join(unknown)}; "
+            f"explain=deep cannot propagate through layer(s) {', '.join(unknown)}; "
             "use explain=gradient (any differentiable model) or explain=permutation."
         )
     net.eval()
@@ -324,7 +331,7 @@ def partition_shap(
 
     if background.std(axis=0).max() == 0:
         raise ConfigError(
-            "explain.explainer=partition clusters features by their correlation over the background, "
+            "explain=partition clusters features by their correlation over the background, "
             "but every background feature is constant; raise explain.n_background or use "
             "explain=permutation."
         )
@@ -349,7 +356,7 @@ def kernel_shap(
     n_features = X.shape[1]
     if n_features > max_features:
         raise ConfigError(
-            f"explain.explainer=kernel on {n_features} features is impractically slow (and its "
+            f"explain=kernel on {n_features} features is impractically slow (and its "
             f"{nsamples} coalitions would cover them thinly); it is capped at explain.options."
             f"max_features={max_features}. Use explain=permutation (or explain=deep), or lower "
             "explain.n_samples and raise explain.options.max_features if you accept the cost."

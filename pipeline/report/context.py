@@ -73,7 +73,7 @@ def build_context(cfg: Config) -> dict[str, Any]:
         "top_confusions": evaluation.get("top_confusions", []),
         "largest_errors": evaluation.get("largest_errors", []),
         "explain": explain,
-        "explainer": config.plain(cfg.explain.explainer),
+        "explainer": explain.get("explainer", "deep"),
         "explained_output": t.explained_output,
         "explained_average": t.explained_average,
         "trust": glance.trust_summary(explain, t.removal_effect),

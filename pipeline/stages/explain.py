@@ -58,11 +58,12 @@ def run(cfg: Config) -> dict[str, Any]:
         "n_background_requested": ecfg.n_background,
     }
     checks = jobs.checks_record(result, the_task, X_test, raw_test, ecfg.surrogate.n_rules)
-    write(cfg, result, summary, checks, {**metrics, "path": path})
+    name = explainers.name_of(explainer)
+    write(cfg, result, summary, checks, {**metrics, "explainer": name, "path": path})
     prefixed = {f"shap_{k}": v for k, v in metrics.items()}
     logged = [*figures, layout.importance_file(cfg), layout.checks_file(cfg)]
     records.write(layout.mlflow_record(cfg.paths.explain), run_info, prefixed, logged, "explain")
-    log.info("%s", describe(ecfg.explainer, path, metrics))
+    log.info("%s", describe(name, path, metrics))
     return metrics
 
 

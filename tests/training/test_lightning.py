@@ -149,7 +149,7 @@ def test_trainer_keys_are_checked_against_the_target_not_a_fixed_list() -> None:
     # The subclass takes `extra` but not the stock Trainer's `accelerator`; the Trainer the reverse.
     target = "trainer._target_=tests.training.test_lightning.WiderTrainer"
     with pytest.raises(
-        ConfigError, match=r"'trainer\.accelerator' is not an argument of tests\.test_lightning"
+        ConfigError, match=r"'trainer\.accelerator' is not an argument of tests\.training\.test_lightning"
     ):
         check_open(to_config(compose_conf([target, "+trainer.extra=3"])))
     with pytest.raises(ConfigError, match=r"trainer\.extra"):
