@@ -6,7 +6,7 @@ A stage imports this module, never another stage: what it reads is then a depend
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,17 +20,21 @@ if TYPE_CHECKING:
 
 def load_data(cfg: Config) -> tuple[dict[str, np.ndarray], Summary]:
     """The prepare stage's arrays (X_train, y_train, ..., X_test_raw) and its summary."""
-    arrays = io.read_arrays(layout.data_file(cfg), "prepare")
+    return io.read_arrays(layout.data_file(cfg), "prepare"), load_summary(cfg)
+
+
+def load_summary(cfg: Config) -> Summary:
+    """The prepare stage's summary of the data it wrote."""
     path = layout.summary_file(cfg)
-    return arrays, Summary.from_dict(io.read_json(path, "prepare"), str(path))
+    return Summary.from_dict(io.read_json(path, "prepare"), str(path))
 
 
-def input_shape(summary: Summary | dict[str, Any]) -> tuple[int, ...]:
+def input_shape(summary: Summary) -> tuple[int, ...]:
     """The shape of one row as the network takes it: (channels, height, width) for images
     (one channel: the loaders' images are greyscale), (features,) for tables."""
-    if summary.get("image_shape"):
-        return (1, *(int(d) for d in summary["image_shape"]))
-    return (int(summary["n_features"]),)
+    if summary.image_shape:
+        return (1, *(int(d) for d in summary.image_shape))
+    return (int(summary.n_features),)
 
 
 def load_model(cfg: Config) -> Shaped:

@@ -156,3 +156,16 @@ def _clean_state() -> Iterator[None]:
     np.random.seed(0)
     yield
     plt.close("all")
+
+
+def toy_summary(keys: dict[str, Any] | None = None, /, **more: Any) -> dict[str, Any]:
+    """A prepared summary's keys for a test that builds a task by hand: ``keys`` and ``more`` over
+    the few a summary cannot do without (pipeline.data.summary.Summary's required fields)."""
+    required = {
+        "dataset": "toy",
+        "n_features": 1,
+        "n_classes": 1,
+        "class_names": ["y"],
+        "feature_names": ["x"],
+    }
+    return {**required, **(keys or {}), **more}

@@ -23,6 +23,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.nets import predict
 from pipeline.stages import evaluate, prepare, train
 from pipeline.training import build, fit
+from tests.conftest import toy_summary
 
 # ------------------------------------------------------------------------------- pure parts
 
@@ -67,7 +68,7 @@ def regression_summary() -> dict[str, Any]:
 def test_loss_from_config(
     make_cfg: Callable[..., Config], overrides: list[str], summary: dict[str, Any], expected: type
 ) -> None:
-    loss = build.build_loss(make_cfg(*overrides), task.of(summary))
+    loss = build.build_loss(make_cfg(*overrides), task.of(toy_summary(summary)))
     assert type(loss) is expected
     if "loss.delta=0.5" in overrides:
         assert loss.delta == 0.5
@@ -88,19 +89,19 @@ def test_a_loss_that_does_not_fit_stops_before_training(
     make_cfg: Callable[..., Config], overrides: list[str], summary: dict[str, Any], pattern: str
 ) -> None:
     with pytest.raises(ConfigError, match=pattern):
-        build.build_loss(make_cfg(*overrides), task.of(summary))
+        build.build_loss(make_cfg(*overrides), task.of(toy_summary(summary)))
 
 
 def test_prepare_keeps_the_target_in_its_units_and_records_its_scale() -> None:
     ds = bundled.load_diabetes()
     arrays, summary = split.prepare(ds, StandardScaler(), 0.2, 0.1, seed=42)
-    assert summary["task"] == "regression" and summary["test_split"] == "random"
-    assert summary["n_classes"] == 1 and summary["class_names"] == ["progression"]
-    assert summary["class_balance"] is None
+    assert summary.task == "regression" and summary.test_split == "random"
+    assert summary.n_classes == 1 and summary.class_names == ["progression"]
+    assert summary.class_balance is None
     assert arrays["y_train"].dtype == np.float32
-    assert summary["target_mean"] == pytest.approx(float(arrays["y_train"].mean()), rel=1e-5)
-    assert summary["target_std"] == pytest.approx(float(arrays["y_train"].std()), rel=1e-4)
-    assert sum(summary["sizes"].values()) == 442
+    assert summary.target_mean == pytest.approx(float(arrays["y_train"].mean()), rel=1e-5)
+    assert summary.target_std == pytest.approx(float(arrays["y_train"].std()), rel=1e-4)
+    assert sum(summary.sizes.values()) == 442
     # Every row once, with its own target value (a permutation, not a resampling).
     together = np.sort(np.concatenate([arrays[f"y_{s}"] for s in ("train", "val", "test")]))
     np.testing.assert_array_equal(together, np.sort(ds.y))
@@ -144,7 +145,7 @@ def test_trained_regression_predicts_in_the_target_units(
     # The validation RMSE is the loss's square root in the target's units (MSE of the scaled target).
     best = min(history, key=lambda row: float(row["val_loss"]))
     assert float(best["val_rmse"]) == pytest.approx(
-        np.sqrt(float(best["val_loss"])) * summary["target_std"], rel=1e-3
+        np.sqrt(float(best["val_loss"])) * summary.target_std, rel=1e-3
     )
     arrays, _ = artifacts.load_data(cfg)
     net = artifacts.load_model(cfg)
@@ -153,7 +154,7 @@ def test_trained_regression_predicts_in_the_target_units(
     rmse = float(np.sqrt(np.mean((pred - arrays["y_val"]) ** 2)))
     assert rmse == pytest.approx(metrics["best_val_rmse"], rel=1e-3)
     # Predictions sit where the target lives (mean ~150), not near 0 as the scaled fit does.
-    assert abs(pred.mean() - summary["target_mean"]) < 0.5 * summary["target_std"]
+    assert abs(pred.mean() - summary.target_mean) < 0.5 * summary.target_std
     run = io.read_json(layout.run_file(cfg), "train")
     assert run["task"] == "regression"
 
@@ -304,7 +305,7 @@ def test_a_csv_target_and_a_users_own_network(
     common = ["data=csv", "data.loader.path=houses.csv", "data.loader.target=price", "model=custom"]
     cfg = make_cfg(*common, "model._target_=regnets.Chain", "+model.width=16", "trainer.max_epochs=60")
     summary = prepare.run(cfg)
-    assert summary["task"] == "regression" and summary["target_name"] == "price"
+    assert summary.task == "regression" and summary.target_name == "price"
     train.run(cfg)
     m = evaluate.run(cfg)["metrics"]
     assert m["r2"] > 0.6, m  # the a term alone explains 2/3 of the spread

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import DataError
-from pipeline.task import CLASSIFICATION
 
 # Written for a regression only: a classification's summary.json has no such keys.
 REGRESSION_ONLY = ("target_name", "target_mean", "target_std", "target_summary")
@@ -24,7 +23,7 @@ class Summary:
     its target (``target_*``; the train stage fits (y - target_mean) / target_std)."""
 
     dataset: str
-    task: str = CLASSIFICATION  # classification | regression (pipeline.task)
+    task: str = "classification"  # or "regression" (pipeline.task)
     n_samples: int = 0
     n_features: int
     n_classes: int  # 1 for a regression: one output unit, the prediction
@@ -47,6 +46,11 @@ class Summary:
         None  # where the rows were read from (the MLflow run's dataset source); None: see loader
     )
     loader: str = ""  # data.loader._target_
+
+    @property
+    def image_hw(self) -> tuple[int, int] | None:
+        """(height, width) of image rows; None for a table."""
+        return (int(self.image_shape[0]), int(self.image_shape[1])) if self.image_shape else None
 
     def to_dict(self) -> dict[str, Any]:
         """``summary.json``'s content: every field, but the target's only for a regression."""
@@ -74,22 +78,3 @@ class Summary:
                 "rerun the 'prepare' stage (`dvc repro prepare` or `python -m pipeline prepare`)."
             )
         return cls(**data)
-
-    # Transitional: the stages still read the summary as the dict it was (summary["sizes"],
-    # summary.get("image_shape"), "target_name" in summary). Remove once they read attributes.
-    def __getitem__(self, key: str) -> Any:
-        if key not in self:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in self else default
-
-    def __contains__(self, key: object) -> bool:
-        """The keys ``to_dict`` writes."""
-        if not isinstance(key, str) or key not in FIELDS:
-            return False
-        return not (key in REGRESSION_ONLY and getattr(self, key) is None)
-
-
-FIELDS = frozenset(f.name for f in dataclasses.fields(Summary))

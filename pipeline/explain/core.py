@@ -167,7 +167,7 @@ def explain(
     network's mistakes when the sample holds fewer; run the sanity check and fit the surrogate tree
     where ``config`` enables them."""
     forward = predict.logits_fn(net)
-    image_shape = tuple(task.summary["image_shape"]) if task.summary["image_shape"] else None
+    image_shape = task.summary.image_hw
     n_samples, n_background, notes = sample_sizes(
         len(y_test), len(X_train), config.n_samples, config.n_background
     )

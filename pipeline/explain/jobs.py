@@ -68,7 +68,7 @@ def check_jobs(result: Explanation, task: Task, X_test: np.ndarray, raw_test: np
     """The sanity check's figures and the surrogate tree's (those run)."""
     jobs = []
     checked, tree = result.sanity, result.surrogate
-    shape = task.summary["image_shape"]
+    shape = task.summary.image_shape
     if checked is not None and checked.layers:
         jobs.append(
             plots.job(
@@ -95,12 +95,12 @@ def surrogate_tree_job(
     tree: surrogate.Surrogate, summary: Any, X_test: np.ndarray, raw_test: np.ndarray
 ) -> plots.Job:
     """The chosen tree drawn (for images: the pixels it splits on, over the mean test image)."""
-    shape = tuple(summary["image_shape"]) if summary["image_shape"] else None
+    shape = summary.image_hw
     return plots.job(
         "surrogate_tree",
         tree=tree.tree,
-        labels=surrogate.feature_labels(summary["feature_names"], shape),
-        class_names=summary["class_names"],
+        labels=surrogate.feature_labels(summary.feature_names, shape),
+        class_names=summary.class_names,
         image_shape=shape,
         mean_image=raw_test.mean(axis=0) if shape is not None else None,
         split_order=surrogate.split_features(tree.tree),
@@ -128,8 +128,8 @@ def checks_record(
             "ssim_all_random": checked.ssim_all_random if checked.cascade_ssim is not None else None,
         }
     if tree is not None:
-        shape = tuple(task.summary["image_shape"]) if task.summary["image_shape"] else None
-        labels = surrogate.feature_labels(task.summary["feature_names"], shape)
+        shape = task.summary.image_hw
+        labels = surrogate.feature_labels(task.summary.feature_names, shape)
         rules = surrogate.rules(tree.tree, labels, n_rules, units=(X_test, raw_test))
         record["surrogate"] = task.surrogate_record(tree, rules)
     return record

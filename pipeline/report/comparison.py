@@ -44,10 +44,10 @@ CAPTIONS = {
 }
 
 
-def task_of(runs: Sequence[RunRecord]) -> Task:
+def task_of(runs: Sequence[RunRecord]) -> type[Task]:
     """The task of most ``runs`` (the train stage's ``task`` tag; classification on a tie)."""
     regressions = sum(r.tags.get("task") == task.REGRESSION for r in runs)
-    return task.of({"task": task.REGRESSION if regressions * 2 > len(runs) else task.CLASSIFICATION})
+    return task.kind(task.REGRESSION if regressions * 2 > len(runs) else task.CLASSIFICATION)
 
 
 def ranking(runs: Sequence[RunRecord], metric: str | None, higher: bool | None) -> tuple[str, bool]:

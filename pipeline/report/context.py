@@ -16,8 +16,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from pipeline import config, io, layout, task
+from pipeline import artifacts, config, io, layout, task
 from pipeline.config import Config
+from pipeline.data.summary import Summary
 from pipeline.nets.arch import summary_line
 from pipeline.plots import figures
 from pipeline.plots.figures import SECTIONS
@@ -48,7 +49,7 @@ RUN_FIELDS = ("run_id", "experiment_name", "experiment_id", "started", "git_comm
 
 def build_context(cfg: Config) -> dict[str, Any]:
     """Read every earlier stage's outputs into the templates' context."""
-    summary = io.read_json(layout.summary_file(cfg), "prepare")
+    summary = artifacts.load_summary(cfg)
     run = io.read_json(layout.run_file(cfg), "train")
     training = io.read_json(cfg.paths.train_metrics, "train")
     evaluation = io.read_json(layout.evaluation_file(cfg), "evaluate")
@@ -60,7 +61,7 @@ def build_context(cfg: Config) -> dict[str, Any]:
         "title": cfg.report.title,
         "task": t.name,
         "section_titles": t.section_titles,
-        "target": summary.get("target_summary") and {"name": t.target_name, **summary["target_summary"]},
+        "target": summary.target_summary and {"name": t.target_name, **summary.target_summary},
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "summary": data_summary(summary, t, run["arch"], training, evaluation["metrics"]),
         "run": run_record(run),
@@ -84,20 +85,20 @@ def build_context(cfg: Config) -> dict[str, Any]:
 
 
 def data_summary(
-    summary: dict[str, Any], t: Task, arch: dict[str, Any], training: dict[str, Any], metrics: dict[str, Any]
+    summary: Summary, t: Task, arch: dict[str, Any], training: dict[str, Any], metrics: dict[str, Any]
 ) -> dict[str, Any]:
     """The dataset, the model and the headline numbers (prepare's summary, the trained ``arch``)."""
-    balance = summary.get("class_balance") or {}
-    sizes = ", ".join(f"{n:,} {split}" for split, n in summary["sizes"].items())
+    balance = summary.class_balance or {}
+    sizes = ", ".join(f"{n:,} {split}" for split, n in summary.sizes.items())
     return {
-        "dataset": summary["dataset"],
-        "sizes": f"{sizes}; {summary['n_features']} features, {t.described}",
+        "dataset": summary.dataset,
+        "sizes": f"{sizes}; {summary.n_features} features, {t.described}",
         "model": summary_line(arch),
         "n_parameters": training["n_parameters"],
-        "warnings": summary.get("warnings", []),
+        "warnings": summary.warnings,
         # rows: (class, count per split), columns in the splits' order
         "class_counts": [
-            (name, [balance[split][i] for split in balance]) for i, name in enumerate(summary["class_names"])
+            (name, [balance[split][i] for split in balance]) for i, name in enumerate(summary.class_names)
         ]
         if balance
         else [],

@@ -87,9 +87,9 @@ def write(
     io.write_json(
         layout.importance_file(cfg),
         {
-            "class_names": summary["class_names"],
-            "feature_names": summary["feature_names"],
-            "image_shape": summary["image_shape"],
+            "class_names": summary.class_names,
+            "feature_names": summary.feature_names,
+            "image_shape": summary.image_shape,
             "importance": result.arrays["importance"].tolist(),  # (classes, features)
         },
     )

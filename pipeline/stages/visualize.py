@@ -11,7 +11,7 @@ table, per-layer activation statistics, worst errors) and the metrics file
 the 2-D projections), all also logged to the run in MLflow.
 
 Image-only figures (first-layer weights as images, error gallery of images) are
-drawn when ``summary["image_shape"]`` is set; tabular data get feature-named
+drawn when ``summary.image_shape`` is set; tabular data get feature-named
 heatmaps and tables instead.
 
 For a regression (pipeline.task) the network's one output is the prediction in the target's

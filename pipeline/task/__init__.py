@@ -13,14 +13,15 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
+from pipeline.data.summary import Summary
+
 if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
     from pipeline import plots
-    from pipeline.data.summary import Summary
 
-# What the task reads: prepare's summary (a dict where tests and older code build one by hand).
+# What the task reads: prepare's summary, or a dict of its keys (``Summary.from_dict``).
 SummaryLike: TypeAlias = "Summary | dict[str, Any]"
 
 
@@ -44,7 +45,7 @@ class Task:
     regression: ClassVar[bool]
 
     def __init__(self, summary: SummaryLike) -> None:
-        self.summary = summary
+        self.summary = as_summary(summary)
 
     @property
     def target_name(self) -> str:
@@ -236,9 +237,10 @@ class Task:
     # Parts of metric names for which lower is better; any other metric ranks higher-is-better.
     lower_is_better: ClassVar[tuple[str, ...]] = ("loss", "error")
 
-    def higher_is_better(self, metric: str) -> bool:
+    @classmethod
+    def higher_is_better(cls, metric: str) -> bool:
         """Whether a larger value of ``metric`` (a name the runs logged in MLflow) is better."""
-        return not any(part in metric.lower() for part in self.lower_is_better)
+        return not any(part in metric.lower() for part in cls.lower_is_better)
 
     @property
     def described(self) -> str:
@@ -277,9 +279,21 @@ def fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def as_summary(summary: SummaryLike) -> Summary:
+    return summary if isinstance(summary, Summary) else Summary.from_dict(summary, "the summary given")
+
+
 def name_of(summary: SummaryLike) -> str:
     """The task of a prepared dataset (summaries written before regression existed: classification)."""
-    return str(summary.get("task") or CLASSIFICATION)
+    return str(as_summary(summary).task or CLASSIFICATION)
+
+
+def kind(name: str) -> type[Task]:
+    """The task class named ``name`` (classification, regression): what a task is, without data."""
+    from pipeline.task.classification import Classification
+    from pipeline.task.regression import Regression
+
+    return Regression if name == REGRESSION else Classification
 
 
 def of(summary: SummaryLike) -> Task:

@@ -45,12 +45,12 @@ class Classification(Task):
         return predict_proba(net, X)
 
     def score(self, y_true: np.ndarray, predicted: np.ndarray, *, calibration_bins: int) -> dict[str, Any]:
-        return metrics.classification(y_true, predicted, self.summary["class_names"], calibration_bins)
+        return metrics.classification(y_true, predicted, self.summary.class_names, calibration_bins)
 
     def evaluation_jobs(
         self, scores: dict[str, Any], y_true: np.ndarray, predicted: np.ndarray
     ) -> list[plots.Job]:
-        labels, per_class, bins = self.summary["class_names"], scores["per_class"], scores["reliability"]
+        labels, per_class, bins = self.summary.class_names, scores["per_class"], scores["reliability"]
         return [
             plots.job("confusion_matrix", cm=np.asarray(scores["confusion"]), labels=labels),
             plots.job(
@@ -71,7 +71,7 @@ class Classification(Task):
         self, scores: dict[str, Any], y_true: np.ndarray, predicted: np.ndarray
     ) -> dict[str, list[tuple[Any, ...]]]:
         """(actual, predicted) class names per test sample; (confidence, accuracy, count) per bin."""
-        names = self.summary["class_names"]
+        names = self.summary.class_names
         return {
             "predictions": [
                 (names[t], names[p]) for t, p in zip(y_true, predicted.argmax(axis=1), strict=True)
@@ -129,8 +129,8 @@ class Classification(Task):
         the beeswarm, then waterfalls (mistakes first)."""
         from pipeline.explain import jobs, trust
 
-        classes, features = self.summary["class_names"], self.summary["feature_names"]
-        shape = self.summary["image_shape"]
+        classes, features = self.summary.class_names, self.summary.feature_names
+        shape = self.summary.image_shape
         y_true, y_pred, values, rows = arrays["y_true"], arrays["y_pred"], arrays["values"], arrays["rows"]
         raw = raw_test[rows]
         found: list[plots.Job] = []
@@ -230,13 +230,13 @@ class Classification(Task):
             plots.job(
                 "surrogate_classes",
                 class_fidelity=tree.class_fidelity,
-                class_names=self.summary["class_names"],
+                class_names=self.summary.class_names,
             ),
         ]
 
     def surrogate_record(self, tree: Surrogate, rules: list[Rule]) -> dict[str, Any]:
         """With the network's accuracy and the three classes the tree follows worst."""
-        classes = self.summary["class_names"]
+        classes = self.summary.class_names
         order = [int(c) for c in np.argsort(np.nan_to_num(tree.class_fidelity, nan=2.0))]
         return {
             **tree.metrics(),
@@ -282,7 +282,7 @@ class Classification(Task):
         return {}
 
     def error_record(self, predicted: np.ndarray, y: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
-        classes = self.summary["class_names"]
+        classes = self.summary.class_names
         errors = [
             {
                 "row": int(i),
@@ -296,7 +296,7 @@ class Classification(Task):
         return {"errors": errors, "n_misclassified": self.error_pool(predicted, y)[0]}
 
     def row_title(self, predicted: np.ndarray, y: np.ndarray, row: int) -> str:
-        classes = self.summary["class_names"]
+        classes = self.summary.class_names
         return f"true {classes[y[row]]} / pred {classes[predicted[row].argmax()]}"
 
     def explained_outputs(self, predicted: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -306,14 +306,14 @@ class Classification(Task):
     def class_means(self, layers: list[np.ndarray], y: np.ndarray) -> list[np.ndarray]:
         from pipeline import stats
 
-        return [stats.class_means(post, y, len(self.summary["class_names"])) for post in layers]
+        return [stats.class_means(post, y, len(self.summary.class_names)) for post in layers]
 
     def class_examples(
         self, predicted: np.ndarray, y: np.ndarray, n: int
     ) -> list[tuple[str, int, np.ndarray]]:
         """The classes with a correctly classified test row."""
         right = predicted.argmax(axis=1) == y
-        classes = self.summary["class_names"]
+        classes = self.summary.class_names
         found = [(name, k, np.flatnonzero((y == k) & right)[:n]) for k, name in enumerate(classes)]
         return [(name, k, rows) for name, k, rows in found if len(rows)]
 
@@ -325,7 +325,7 @@ class Classification(Task):
 
     @property
     def described(self) -> str:
-        return f"{self.summary['n_classes']} classes"
+        return f"{self.summary.n_classes} classes"
 
     @property
     def explained_output(self) -> str:

@@ -20,7 +20,17 @@ class Regression(Task):
     @property
     def target_name(self) -> str:
         """The regression target's column."""
-        return str(self.summary.get("target_name") or "class")
+        return str(self.summary.target_name or "class")
+
+    @property
+    def mean(self) -> float:
+        """The train split's mean of the target (prepare writes it for every regression)."""
+        return float(self.summary.target_mean or 0.0)
+
+    @property
+    def std(self) -> float:
+        """The train split's standard deviation of the target."""
+        return float(self.summary.target_std or 1.0)
 
     # -- train --
 
@@ -42,7 +52,7 @@ class Regression(Task):
 
     @property
     def target_scale(self) -> tuple[float, float] | None:
-        return (float(self.summary["target_mean"]), float(self.summary["target_std"]))
+        return (self.mean, self.std)
 
     def describe_second(self, value: float) -> str:
         """In the target's units, e.g. "val_rmse 55.3489 progression"."""
@@ -59,7 +69,7 @@ class Regression(Task):
     def score(self, y_true: np.ndarray, predicted: np.ndarray, *, calibration_bins: int) -> dict[str, Any]:
         """The errors against the train mean's (``target_mean``), the largest errors, residual quantiles;
         a regression has no calibration bins."""
-        return {"task": self.name, **metrics.regression(y_true, predicted, self.summary["target_mean"])}
+        return {"task": self.name, **metrics.regression(y_true, predicted, self.mean)}
 
     def evaluation_jobs(
         self, scores: dict[str, Any], y_true: np.ndarray, predicted: np.ndarray
@@ -141,7 +151,7 @@ class Regression(Task):
         maps, no right or wrong examples); tables: the beeswarm, then waterfalls (largest errors first)."""
         from pipeline.explain import jobs
 
-        name, features, shape = self.target_name, self.summary["feature_names"], self.summary["image_shape"]
+        name, features, shape = self.target_name, self.summary.feature_names, self.summary.image_shape
         y_true, y_pred, values, rows = arrays["y_true"], arrays["y_pred"], arrays["values"], arrays["rows"]
         raw = raw_test[rows]
         found: list[plots.Job] = []
@@ -328,11 +338,7 @@ class Regression(Task):
 
     @property
     def described(self) -> str:
-        s = self.summary
-        return (
-            f"a numeric target, {self.target_name} (train mean {fmt(s['target_mean'])}, "
-            f"sd {fmt(s['target_std'])})"
-        )
+        return f"a numeric target, {self.target_name} (train mean {fmt(self.mean)}, sd {fmt(self.std)})"
 
     @property
     def explained_output(self) -> str:
@@ -362,7 +368,7 @@ class Regression(Task):
             f"On the {m['n_test']:,} test samples the network's predictions of {target} are off by "
             f"{fmt(m['mae'])} on average (mean absolute error; RMSE {fmt(m['rmse'])}), against "
             f"{fmt(m['baseline_rmse'])} RMSE for always predicting the training mean of "
-            f"{fmt(self.summary['target_mean'])}.",
+            f"{fmt(self.mean)}.",
             f"It explains {fmt_pct(max(r2, 0.0))} of the spread of {target} (R² {r2:.3f})"
             + (": no better than predicting the average." if r2 <= 0 else "."),
         ]

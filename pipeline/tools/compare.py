@@ -121,7 +121,7 @@ def write(
         out.resolve(),
         logged,
     )
-    return out
+    return out.resolve()
 
 
 def no_runs_message(experiment: str, uri: str, wanted: str) -> str:

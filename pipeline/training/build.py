@@ -56,7 +56,7 @@ def training(
             f"{task.name} run: use one of {', '.join(task.objectives)}."
         )
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    net, arguments = build_net(cfg, input_shape, task.summary["n_classes"], regression=task.regression)
+    net, arguments = build_net(cfg, input_shape, task.summary.n_classes, regression=task.regression)
     loss = build_loss(cfg, task)
     trainer, callbacks = build_trainer(cfg, tracked, partial, train_rows=train_rows)
     return Training(

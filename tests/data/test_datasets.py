@@ -377,8 +377,8 @@ def test_too_small_to_split_names_the_keys(y: np.ndarray, pattern: str) -> None:
 def test_official_test_split_is_kept(tmp_path: Path) -> None:
     ds = idx.load_mnist(str(write_mnist(tmp_path, 300, 100)))
     arrays, summary = split.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
-    assert summary["sizes"] == {"train": 260, "val": 40, "test": 100}
-    assert summary["test_split"] == "official" and summary["image_shape"] == [28, 28]
+    assert summary.sizes == {"train": 260, "val": 40, "test": 100}
+    assert summary.test_split == "official" and summary.image_shape == [28, 28]
     assert np.array_equal(arrays["X_test_raw"], ds.X[300:])  # the t10k rows, in order
 
 
@@ -561,11 +561,10 @@ def test_a_training_class_missing_from_the_test_split_is_a_warning_in_summary_an
 ) -> None:
     folder = write_sorted_mnist(tmp_path / "idx", train_classes=10, test_classes=8)
     summary = prepare.run(make_cfg("data=mnist", f"data.loader.folder={folder}"))
-    assert summary["class_balance"]["test"][8:] == [0, 0]
-    assert summary["class_balance"]["train"][8] > 0
+    assert summary.class_balance["test"][8:] == [0, 0]
+    assert summary.class_balance["train"][8] > 0
     assert (
-        len(summary["warnings"]) == 1
-        and "Class '8', '9' of the train split never occurs" in summary["warnings"][0]
+        len(summary.warnings) == 1 and "Class '8', '9' of the train split never occurs" in summary.warnings[0]
     )
 
 
@@ -575,7 +574,7 @@ def test_a_null_scaler_leaves_the_features_as_loaded(make_cfg: Callable[..., Con
     from pipeline import io, layout
 
     arrays = io.read_arrays(layout.data_file(cfg), "prepare")
-    assert summary["scaler"] == "FunctionTransformer"
+    assert summary.scaler == "FunctionTransformer"
     assert np.array_equal(arrays["X_test"], arrays["X_test_raw"])  # digits' pixel values 0..16
     assert arrays["X_train"].max() == 16.0
 
@@ -587,7 +586,7 @@ def test_a_table_with_its_own_split_keeps_it_and_checks_its_classes(tmp_path: Pa
     assert "part" not in ds.feature_names
     assert ds.test_rows is not None and ds.test_rows.tolist() == list(range(0, 120, 4))
     arrays, summary = split.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
-    assert summary["test_split"] == "official" and summary["sizes"]["test"] == 30
+    assert summary.test_split == "official" and summary.sizes["test"] == 30
 
     # A class only in the test rows stops prepare, naming it and the file.
     path = write(split_table(test_only="virginica"), tmp_path / "sorted.csv")
@@ -601,8 +600,8 @@ def test_a_table_with_its_own_split_keeps_it_and_checks_its_classes(tmp_path: Pa
     path = write(split_table(train_only="setosa"), tmp_path / "no_setosa_test.csv")
     ds = load_table(path, target="species", split="part")
     _, summary = split.prepare(ds, StandardScaler(), 0.2, 0.1, 0)
-    assert summary["class_balance"]["test"][ds.class_names.index("setosa")] == 0
-    assert summary["warnings"] == [
+    assert summary.class_balance["test"][ds.class_names.index("setosa")] == 0
+    assert summary.warnings == [
         f"Class 'setosa' of the train split never occurs in the test split (from '{path}' (split by "
         "column 'part')): the test metrics say nothing about it."
     ]

@@ -23,6 +23,7 @@ from pipeline.nets.predict import logits_fn
 from pipeline.plots import figures
 from pipeline.stages import explain
 from pipeline.task.classification import Classification
+from tests.conftest import toy_summary
 
 # --- similarity ------------------------------------------------------------------------------------
 
@@ -171,7 +172,9 @@ def test_a_depth_two_rule_gets_a_surrogate_of_fidelity_one_at_depth_two() -> Non
     predict = logits_fn(ThresholdRule())
     y_test = predict(X_test).argmax(1)
     y_test[:30] = (y_test[:30] + 1) % 4  # labels the network gets wrong: accuracy 0.9, fidelity unaffected
-    task = Classification({"class_names": list("abcd"), "feature_names": [f"x{i}" for i in range(5)]})
+    task = Classification(
+        toy_summary({"class_names": list("abcd"), "feature_names": [f"x{i}" for i in range(5)]})
+    )
     tree = task.fit_surrogate(
         predict, X_train, X_test, y_test, SurrogateConfig(max_depth=5, tolerance=0.01), 0
     )

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from pipeline import io, layout, task
+from tests.conftest import toy_summary
 
-CLASSES = {"task": "classification", "class_names": ["a", "b", "c"]}
-TARGET = {"task": "regression", "target_name": "price", "target_mean": 2.0}
+CLASSES = toy_summary(task="classification", class_names=["a", "b", "c"])
+TARGET = toy_summary(task="regression", target_name="price", target_mean=2.0)
 
 
 def test_classification_scores_figures_and_plot_rows() -> None:

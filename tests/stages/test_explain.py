@@ -22,9 +22,12 @@ from pipeline.plots import figures
 from pipeline.stages import explain, report
 from pipeline.task.classification import Classification
 from pipeline.tracking import runs, store
+from tests.conftest import toy_summary
 from tests.stages.test_visualize import live_figures
 
-CLASSES = Classification({"class_names": ["a", "b", "c"], "feature_names": ["x"], "image_shape": None})
+CLASSES = Classification(
+    toy_summary({"class_names": ["a", "b", "c"], "feature_names": ["x"], "image_shape": None})
+)
 
 # --- statistics on hand-made cases -------------------------------------------------------------
 

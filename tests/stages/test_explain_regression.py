@@ -21,9 +21,12 @@ from pipeline.plots import checks as check_figs
 from pipeline.plots import figures
 from pipeline.stages import explain
 from pipeline.task.regression import Regression
+from tests.conftest import toy_summary
 
 TASK = Regression(
-    {"target_name": "y", "class_names": ["y"], "feature_names": ["a", "b", "c"], "image_shape": None}
+    toy_summary(
+        {"target_name": "y", "class_names": ["y"], "feature_names": ["a", "b", "c"], "image_shape": None}
+    )
 )
 
 # --- statistics on hand-made cases -------------------------------------------------------------
@@ -257,7 +260,9 @@ def test_every_exact_explainer_gives_single_output_attributions_that_add_up(
     X = rng.normal(size=(6, 4)).astype(np.float32)
     # Four features as a 2x2 image: an image classifier would be topped up with mistakes.
     task = Regression(
-        {"target_name": "y", "class_names": ["y"], "feature_names": list("abcd"), "image_shape": [2, 2]}
+        toy_summary(
+            {"target_name": "y", "class_names": ["y"], "feature_names": list("abcd"), "image_shape": [2, 2]}
+        )
     )
     result = core.explain(
         net,

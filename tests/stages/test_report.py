@@ -15,7 +15,7 @@ from pipeline.report import html as page_html
 from pipeline.stages import report
 from pipeline.task.classification import Classification
 from pipeline.task.regression import Regression
-from tests.conftest import ROOT
+from tests.conftest import ROOT, toy_summary
 
 
 class _Collector(HTMLParser):
@@ -125,7 +125,7 @@ def test_strings_from_data_and_config_are_escaped(small_run) -> None:  # type: i
     context["per_class"][0]["class"] = hostile
     context["config_yaml"] = hostile
     # The task's wording carries the target's name, a column name from the user's data.
-    named = Regression({"task": "regression", "target_name": hostile})
+    named = Regression(toy_summary({"task": "regression", "target_name": hostile}))
     context["explained_output"] = named.explained_output
     context["best_validation"] = named.best_validation({"best_val_rmse": 1.0})
     html = report.render_report(context)
@@ -134,7 +134,7 @@ def test_strings_from_data_and_config_are_escaped(small_run) -> None:  # type: i
 
 
 def test_verdict_names_confusions_and_calibration() -> None:
-    t = Classification({"n_classes": 10})
+    t = Classification(toy_summary({"n_classes": 10}))
     metrics = {"accuracy": 0.9, "n_test": 100, "macro_f1": 0.89, "ece": 0.15}
     confusions = [{"true": "8", "predicted": "1", "count": 3}]
     evaluation = {"metrics": metrics, "top_confusions": confusions}
@@ -152,7 +152,7 @@ def test_verdict_names_confusions_and_calibration() -> None:
 def test_regression_verdict_speaks_in_the_target_units_and_shares_the_checks() -> None:
     """A regression's glance: its errors against predicting the mean, its largest error, a bias; the
     sentences on the explanation's checks are the classification's, with the task's wording."""
-    t = Regression({"task": "regression", "target_name": "progression", "target_mean": 150.0})
+    t = Regression(toy_summary({"task": "regression", "target_name": "progression", "target_mean": 150.0}))
     metrics = {"n_test": 89, "mae": 40.0, "rmse": 50.0, "baseline_rmse": 75.0, "r2": 0.45, "bias": 9.0}
     largest = [{"row": 7, "actual": 300.0, "predicted": 150.0, "error": 150.0}]
     trust = {"additivity_max_error": 1e-6, "faithfulness_area": 0.4, "ig_spearman_median": 0.9}
@@ -214,7 +214,7 @@ def test_report_is_logged_to_the_run(small_run) -> None:  # type: ignore[no-unty
 def test_data_warnings_and_class_counts_per_split_reach_the_page(small_run) -> None:  # type: ignore[no-untyped-def]
     cfg, results = small_run
     context = report_context.build_context(cfg)
-    counts = results["prepare"]["class_balance"]
+    counts = results["prepare"].class_balance
     assert context["summary"]["splits"] == ["train", "val", "test"]
     assert context["summary"]["class_counts"][0] == (
         "0",

@@ -26,6 +26,7 @@ from pipeline.nets import model, predict
 from pipeline.plots import activations as act_figs
 from pipeline.plots import network as net_figs
 from pipeline.stages import prepare, visualize
+from tests.conftest import toy_summary
 
 IMAGE_FIGURES = {
     "architecture",
@@ -41,7 +42,7 @@ IMAGE_FIGURES = {
     "error_gallery",
 }
 TABULAR_FIGURES = (IMAGE_FIGURES - {"first_layer_images"}) | {"first_layer_features"}
-CLASSIFIER = task.of({"task": "classification", "class_names": ["a", "b", "c"]})
+CLASSIFIER = task.of(toy_summary({"task": "classification", "class_names": ["a", "b", "c"]}))
 
 
 def live_figures() -> list[Figure]:
@@ -316,7 +317,7 @@ def _synthetic_tabular(cfg: Config, n: int = 240) -> None:
     X = (centres[y] + rng.normal(size=(n, 6)) * np.array([1, 1, 1, 10, 0.1, 1])).astype(np.float32)
     ds = Dataset("synthetic", X, y.astype(np.int64), [f"feat_{c}" for c in "abcdef"], ["x", "y", "z"])
     arrays, summary = prepare.prepare(ds, StandardScaler(), 0.25, 0.15, cfg.seed)
-    assert summary["image_shape"] is None
+    assert summary.image_shape is None
     io.write_arrays(layout.data_file(cfg), **arrays)
     io.write_json(layout.summary_file(cfg), summary.to_dict())
 

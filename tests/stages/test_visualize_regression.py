@@ -20,6 +20,7 @@ from pipeline.plots import activations as act_figs
 from pipeline.plots import figures
 from pipeline.plots import network as net_figs
 from pipeline.stages import visualize
+from tests.conftest import toy_summary
 from tests.stages.test_visualize import live_figures
 
 # Every figure of a tabular classifier (tests/stages/test_visualize.py) but the per-class one.
@@ -36,8 +37,10 @@ REGRESSION_FIGURES = {
     "error_gallery",
 }
 PROJECTIONS = [(m, s) for m in ("pca", "tsne") for s in ("inputs", "hidden")]
-REGRESSION = task.of({"task": "regression", "target_name": "progression", "class_names": ["progression"]})
-CLASSIFICATION = task.of({"task": "classification", "class_names": ["a", "b"]})
+REGRESSION = task.of(
+    toy_summary({"task": "regression", "target_name": "progression", "class_names": ["progression"]})
+)
+CLASSIFICATION = task.of(toy_summary({"task": "classification", "class_names": ["a", "b"]}))
 
 
 def _texts(fig: Any) -> str:
@@ -147,10 +150,13 @@ def test_architecture_of_a_regression_ends_in_one_predicted_value() -> None:
 
 
 def test_loss_label_names_the_regression_loss(make_cfg: Any) -> None:
-    regression = task.of({"task": "regression", "target_name": "progression"})
+    regression = task.of(toy_summary({"task": "regression", "target_name": "progression"}))
     assert regression.loss_label(make_cfg().loss._target_) == "MSE of the scaled target"
     assert regression.loss_label(make_cfg("loss=huber").loss._target_) == "Huber loss of the scaled target"
-    assert task.of({"task": "classification"}).loss_label(make_cfg().loss._target_) == "cross-entropy loss"
+    assert (
+        task.of(toy_summary({"task": "classification"})).loss_label(make_cfg().loss._target_)
+        == "cross-entropy loss"
+    )
     fig = net_figs.loss_line({"alpha": [0.0, 1.0], "train": [1.0, 0.5]}, "MSE of the scaled target")
     assert fig.axes[0].get_ylabel() == "MSE of the scaled target"
 
@@ -175,7 +181,7 @@ def test_conv_jobs_for_a_regression_on_images() -> None:
     with torch.no_grad():
         predicted = net(torch.from_numpy(X))[:, 0].numpy()
     errors = stats.largest_errors(predicted, y, 3)
-    jobs = conv.conv_jobs(net, task.of(summary), arrays, summary["image_shape"], predicted, errors)
+    jobs = conv.conv_jobs(net, task.of(summary), arrays, summary.image_shape, predicted, errors)
     by_id = {item.figure_id: item.kwargs for item in jobs}
     assert set(by_id) == {"conv_filters", "conv_feature_maps", "grad_cam_errors"}  # no per-class map
     images, cams, titles = (by_id["grad_cam_errors"][k] for k in ("images", "cams", "titles"))
