@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pipeline import signature
 from pipeline.errors import ConfigError
 from pipeline.task import Kind
 
@@ -455,72 +453,6 @@ def typed_model(node: Any) -> DictConfig:
     merged = OmegaConf.merge(OmegaConf.create({"model": OmegaConf.structured(schema)}), {"model": node})
     assert isinstance(merged, DictConfig)
     return cast(DictConfig, merged.model)
-
-
-def _locate(path: str, key: str) -> Any:
-    """The object a dotted ``_target_`` names: its longest importable module, then attributes."""
-    parts = path.split(".")
-    for split in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:split]))
-        except ModuleNotFoundError:
-            continue
-        try:
-            for name in parts[split:]:
-                obj = getattr(obj, name)
-        except AttributeError:
-            break
-        return obj
-    raise ConfigError(f"Config key '{key}' = {path!r} names nothing importable: check the module and name.")
-
-
-def check_arguments(
-    node: Any, key: str, *, exclude: Collection[str] = (), reserved: Mapping[str, str] | None = None
-) -> None:
-    """Raise ConfigError naming the first key of ``node`` that its ``_target_`` does not take, with
-    the closest valid name (Hydra's own keys, ``_target_`` and the like, and ``exclude`` aside), or
-    one the stage sets itself (``reserved``: what to do instead)."""
-    target = node["_target_"]
-    obj = _locate(target, f"{key}._target_")
-    signature.check_keys(
-        obj, map(str, node), key, target=target, exclude=exclude, reserved=reserved, setter="the train stage"
-    )
-
-
-def check_open(cfg: Config) -> None:
-    """Check the open sections' keys against their targets' signatures (imports the targets)."""
-    check_arguments(cfg.trainer, "trainer", reserved=STAGE_TRAINER_ARGS)
-    scheduler = cast(DictConfig, cfg.scheduler)
-    lightning_keys = {f.name for f in dataclasses.fields(SchedulerConfig)}
-    if scheduler["_target_"] is None:
-        extra = [str(name) for name in scheduler if name not in lightning_keys]
-        if extra:
-            raise ConfigError(
-                f"Config key 'scheduler.{extra[0]}' is set but scheduler._target_ is null (a constant "
-                "learning rate): pick a scheduler, e.g. scheduler=cosine, or drop the key."
-            )
-        return
-    check_arguments(
-        scheduler,
-        "scheduler",
-        exclude=lightning_keys,
-        reserved={"optimizer": "it passes the optimizer built from optim"},
-    )
-
-
-def check_loss(cfg: Config) -> None:
-    """The loss node's keys against its ``_target_``'s signature; with no ``_target_`` (the task's
-    own loss) it takes no keys."""
-    loss = cast(DictConfig, cfg.loss)
-    if loss["_target_"] is None:
-        extra = [str(name) for name in loss if name != "_target_"]
-        if extra:
-            raise ConfigError(
-                f"Config key 'loss.{extra[0]}' is set but loss._target_ is null (the task's own loss): "
-                "pick a loss, e.g. loss=huber, or drop the key."
-            )
-        return
-    check_arguments(loss, "loss")
 
 
 def plain(value: Any) -> Any:

@@ -26,10 +26,11 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
 
 from pipeline import progress, signature
-from pipeline.config import Config, check_loss, check_open, plain
+from pipeline.config import Config, plain
 from pipeline.errors import ConfigError, GlassnetError
 from pipeline.nets import model
 from pipeline.nets.arch import SHAPE_ARGUMENTS
+from pipeline.signature import check_loss, check_open
 from pipeline.task import Task
 from pipeline.training.callbacks import (
     AtomicCheckpointIO,

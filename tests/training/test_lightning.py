@@ -28,8 +28,9 @@ import pytorch_lightning as pl
 import torch
 
 from pipeline import io
-from pipeline.config import check_open, to_config
+from pipeline.config import to_config
 from pipeline.errors import ConfigError
+from pipeline.signature import check_open
 from tests.conftest import CONF, ROOT, compose_conf, isolated_overrides
 
 LIGHTNING_ROOTS = ("pytorch_lightning", "lightning_fabric", "lightning")
