@@ -7,16 +7,13 @@ close, the names it takes; a required argument nobody set fails naming it.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import importlib
 import inspect
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
-from omegaconf import DictConfig
+from hydra.utils import get_object
 
-from pipeline.config import STAGE_TRAINER_ARGS, Config, SchedulerConfig
 from pipeline.errors import ConfigError
 
 NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -75,20 +72,13 @@ def missing_required(fn: Callable[..., Any], given: Collection[str]) -> list[str
 
 
 def _locate(path: str, key: str) -> Any:
-    """The object a dotted ``_target_`` names: its longest importable module, then attributes."""
-    parts = path.split(".")
-    for split in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:split]))
-        except ModuleNotFoundError:
-            continue
-        try:
-            for name in parts[split:]:
-                obj = getattr(obj, name)
-        except AttributeError:
-            break
-        return obj
-    raise ConfigError(f"Config key '{key}' = {path!r} names nothing importable: check the module and name.")
+    """The object a dotted ``_target_`` names (Hydra's lookup: modules, then attributes)."""
+    try:
+        return get_object(path)
+    except (ImportError, ValueError):
+        raise ConfigError(
+            f"Config key '{key}' = {path!r} names nothing importable: check the module and name."
+        ) from None
 
 
 def check_arguments(
@@ -102,39 +92,3 @@ def check_arguments(
     check_keys(
         obj, map(str, node), key, target=target, exclude=exclude, reserved=reserved, setter="the train stage"
     )
-
-
-def check_open(cfg: Config) -> None:
-    """Check the open sections' keys against their targets' signatures (imports the targets)."""
-    check_arguments(cfg.trainer, "trainer", reserved=STAGE_TRAINER_ARGS)
-    scheduler = cast(DictConfig, cfg.scheduler)
-    lightning_keys = {f.name for f in dataclasses.fields(SchedulerConfig)}
-    if scheduler["_target_"] is None:
-        extra = [str(name) for name in scheduler if name not in lightning_keys]
-        if extra:
-            raise ConfigError(
-                f"Config key 'scheduler.{extra[0]}' is set but scheduler._target_ is null (a constant "
-                "learning rate): pick a scheduler, e.g. scheduler=cosine, or drop the key."
-            )
-        return
-    check_arguments(
-        scheduler,
-        "scheduler",
-        exclude=lightning_keys,
-        reserved={"optimizer": "it passes the optimizer built from optim"},
-    )
-
-
-def check_loss(cfg: Config) -> None:
-    """The loss node's keys against its ``_target_``'s signature; with no ``_target_`` (the task's
-    own loss) it takes no keys."""
-    loss = cast(DictConfig, cfg.loss)
-    if loss["_target_"] is None:
-        extra = [str(name) for name in loss if name != "_target_"]
-        if extra:
-            raise ConfigError(
-                f"Config key 'loss.{extra[0]}' is set but loss._target_ is null (the task's own loss): "
-                "pick a loss, e.g. loss=huber, or drop the key."
-            )
-        return
-    check_arguments(loss, "loss")

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import pydoc
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from torch import nn
 
 from pipeline import progress, signature
@@ -75,9 +74,11 @@ def from_config(options: Mapping[str, Any], seed: int) -> functools.partial[tupl
             "(conf/explain/<name>.yaml names its function)."
         )
     try:
-        fn = pydoc.locate(str(target))
-    except pydoc.ErrorDuringImport as err:  # the module is there but fails to import
-        raise ConfigError(f"Config key '{KEY}._target_' = {target!r} fails to import: {err.value}") from None
+        fn = get_object(str(target))
+    except (ImportError, ValueError):  # Hydra: no such module or name
+        fn = None
+    except Exception as err:  # the module is there but fails to import
+        raise ConfigError(f"Config key '{KEY}._target_' = {target!r} fails to import: {err}") from None
     if not callable(fn):
         raise ConfigError(
             f"Config key '{KEY}._target_' = {target!r} names no importable function: check the "

@@ -10,27 +10,28 @@ here with a line naming the key.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
 
 from pipeline import progress, signature
-from pipeline.config import Config, plain
+from pipeline.config import STAGE_TRAINER_ARGS, Config, SchedulerConfig, plain
 from pipeline.errors import ConfigError, GlassnetError
 from pipeline.nets import model
 from pipeline.nets.arch import SHAPE_ARGUMENTS
-from pipeline.signature import check_loss, check_open
+from pipeline.signature import check_arguments
 from pipeline.task import Task
 from pipeline.training.callbacks import (
     AtomicCheckpointIO,
@@ -295,3 +296,39 @@ def log_interval(cfg: Config, train_rows: int) -> int:
     elif isinstance(limit, int):
         steps = min(steps, limit)
     return max(1, min(50, steps))
+
+
+def check_open(cfg: Config) -> None:
+    """Check the open sections' keys against their targets' signatures (imports the targets)."""
+    check_arguments(cfg.trainer, "trainer", reserved=STAGE_TRAINER_ARGS)
+    scheduler = cast(DictConfig, cfg.scheduler)
+    lightning_keys = {f.name for f in dataclasses.fields(SchedulerConfig)}
+    if scheduler["_target_"] is None:
+        extra = [str(name) for name in scheduler if name not in lightning_keys]
+        if extra:
+            raise ConfigError(
+                f"Config key 'scheduler.{extra[0]}' is set but scheduler._target_ is null (a constant "
+                "learning rate): pick a scheduler, e.g. scheduler=cosine, or drop the key."
+            )
+        return
+    check_arguments(
+        scheduler,
+        "scheduler",
+        exclude=lightning_keys,
+        reserved={"optimizer": "it passes the optimizer built from optim"},
+    )
+
+
+def check_loss(cfg: Config) -> None:
+    """The loss node's keys against its ``_target_``'s signature; with no ``_target_`` (the task's
+    own loss) it takes no keys."""
+    loss = cast(DictConfig, cfg.loss)
+    if loss["_target_"] is None:
+        extra = [str(name) for name in loss if name != "_target_"]
+        if extra:
+            raise ConfigError(
+                f"Config key 'loss.{extra[0]}' is set but loss._target_ is null (the task's own loss): "
+                "pick a loss, e.g. loss=huber, or drop the key."
+            )
+        return
+    check_arguments(loss, "loss")

@@ -423,8 +423,8 @@ def run_pipeline(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
 def test_breast_cancer_end_to_end(make_cfg: Callable[..., Config], monkeypatch: pytest.MonkeyPatch) -> None:
     out = run_pipeline(make_cfg("data=breast_cancer", "trainer.max_epochs=5"), monkeypatch)
     names = bundled.load_breast_cancer().feature_names
-    assert out["summary"]["feature_names"] == names
-    assert out["summary"]["class_names"] == ["malignant", "benign"]
+    assert out["summary"].feature_names == names
+    assert out["summary"].class_names == ["malignant", "benign"]
     assert out["drawn"]["feature_names"] == names  # the importance bars are labelled by name
     assert out["evaluate"]["metrics"]["accuracy"] > 0.85
     assert "breast_cancer" in out["html"]
@@ -442,9 +442,9 @@ def test_csv_end_to_end(
     )
     out = run_pipeline(cfg, monkeypatch)
     names = ["length", "width", "colour=green", "colour=red", "flag"]
-    assert out["summary"]["feature_names"] == names
-    assert out["summary"]["class_names"] == ["setosa", "versicolor", "virginica"]
-    assert out["summary"]["n_samples"] == 300
+    assert out["summary"].feature_names == names
+    assert out["summary"].class_names == ["setosa", "versicolor", "virginica"]
+    assert out["summary"].n_samples == 300
     assert out["drawn"]["feature_names"] == names
     assert "flowers" in out["html"]
 
@@ -469,7 +469,7 @@ def test_small_tables_run_with_every_default(
     assert cfg.explain.n_samples == 200  # the shipped default, not a test setting
     with caplog.at_level("INFO"):
         out = run_pipeline(cfg, monkeypatch)
-    n_test = out["summary"]["sizes"]["test"]
+    n_test = out["summary"].sizes["test"]
     assert n_test < cfg.explain.n_samples
     said = caplog.text
     assert f"explain.n_samples = 200 is more than the {n_test} rows of the test split" in said
@@ -505,8 +505,8 @@ def test_mnist_end_to_end(
         "data=mnist", f"data.loader.folder={folder}", "explain.n_samples=12", "explain.n_background=10"
     )
     out = run_pipeline(cfg, monkeypatch)
-    assert out["summary"]["image_shape"] == [28, 28]
-    assert out["summary"]["sizes"]["test"] == 120
+    assert out["summary"].image_shape == [28, 28]
+    assert out["summary"].sizes["test"] == 120
     assert out["evaluate"]["metrics"]["accuracy"] > 0.5  # the class bands are easy to see
     assert {json.loads(d.source)["uri"] for d in logged_datasets(cfg)} == {str(folder.resolve())}
 

@@ -17,6 +17,7 @@ from pipeline.errors import TrainingError
 from pipeline.nets import model
 from pipeline.training.fit import check_finite, fit
 from pipeline.training.learner import InMemoryData, Learner
+from tests.conftest import toy_summary
 
 
 def _arrays(n_train: int = 150, n_val: int = 40) -> dict[str, np.ndarray]:
@@ -149,7 +150,7 @@ def test_a_resumed_fit_continues_as_an_uninterrupted_one(tmp_path: Path) -> None
     ids=["classification", "regression"],
 )
 def test_the_task_names_what_the_fit_logs(summary: dict[str, Any]) -> None:
-    t = task.of(summary)
+    t = task.of(toy_summary(summary))
     learner = Learner(
         torch.nn.Linear(2, 1), lambda p: torch.optim.SGD(p, lr=0.1), target_scale=t.target_scale
     )

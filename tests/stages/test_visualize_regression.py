@@ -177,11 +177,11 @@ def test_conv_jobs_for_a_regression_on_images() -> None:
     X = rng.normal(size=(6, 64)).astype(np.float32)
     y = rng.uniform(0, 10, size=6)
     arrays = {"X_test": X, "y_test": y, "X_test_raw": X}
-    summary = {"task": "regression", "target_name": "t", "class_names": ["t"], "image_shape": [8, 8]}
+    summary = toy_summary(task="regression", target_name="t", class_names=["t"], image_shape=[8, 8])
     with torch.no_grad():
         predicted = net(torch.from_numpy(X))[:, 0].numpy()
     errors = stats.largest_errors(predicted, y, 3)
-    jobs = conv.conv_jobs(net, task.of(summary), arrays, summary.image_shape, predicted, errors)
+    jobs = conv.conv_jobs(net, task.of(summary), arrays, summary["image_shape"], predicted, errors)
     by_id = {item.figure_id: item.kwargs for item in jobs}
     assert set(by_id) == {"conv_filters", "conv_feature_maps", "grad_cam_errors"}  # no per-class map
     images, cams, titles = (by_id["grad_cam_errors"][k] for k in ("images", "cams", "titles"))

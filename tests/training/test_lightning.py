@@ -30,7 +30,7 @@ import torch
 from pipeline import io
 from pipeline.config import to_config
 from pipeline.errors import ConfigError
-from pipeline.signature import check_open
+from pipeline.training.build import check_open
 from tests.conftest import CONF, ROOT, compose_conf, isolated_overrides
 
 LIGHTNING_ROOTS = ("pytorch_lightning", "lightning_fabric", "lightning")
