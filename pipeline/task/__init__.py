@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from torch import nn
 
     from pipeline import plots
+    from pipeline.config import SurrogateConfig
+    from pipeline.explain.surrogate import Rule, Surrogate
+    from pipeline.explain.trust import Predict, Score
 
 # What the task reads: prepare's summary, or a dict of its keys (``Summary.from_dict``).
 SummaryLike: TypeAlias = "Summary | dict[str, Any]"
@@ -113,11 +116,6 @@ class Task:
         raise NotImplementedError
 
     # -- explain --
-
-    if TYPE_CHECKING:  # the explain library's types; each method imports what it runs
-        from pipeline.config import SurrogateConfig
-        from pipeline.explain.surrogate import Rule, Surrogate
-        from pipeline.explain.trust import Predict, Score
 
     def prediction_of(self, outputs: np.ndarray) -> np.ndarray:
         """What the network's outputs (rows, outputs) predict: the class with the largest logit, or a

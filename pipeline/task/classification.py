@@ -12,6 +12,10 @@ from pipeline.task import Task
 if TYPE_CHECKING:
     from torch import nn
 
+    from pipeline.config import SurrogateConfig
+    from pipeline.explain.surrogate import Rule, Surrogate
+    from pipeline.explain.trust import Predict, Score
+
 
 class Classification(Task):
     name = "classification"
@@ -87,11 +91,6 @@ class Classification(Task):
         )
 
     # -- explain --
-
-    if TYPE_CHECKING:  # the explain library's types; each method imports what it runs
-        from pipeline.config import SurrogateConfig
-        from pipeline.explain.surrogate import Rule, Surrogate
-        from pipeline.explain.trust import Predict, Score
 
     def prediction_of(self, outputs: np.ndarray) -> np.ndarray:
         return np.asarray(outputs.argmax(axis=1))

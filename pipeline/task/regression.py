@@ -12,6 +12,10 @@ from pipeline.task import Task, fmt
 if TYPE_CHECKING:
     from torch import nn
 
+    from pipeline.config import SurrogateConfig
+    from pipeline.explain.surrogate import Rule, Surrogate
+    from pipeline.explain.trust import Predict, Score
+
 
 class Regression(Task):
     name = "regression"
@@ -103,11 +107,6 @@ class Regression(Task):
         )
 
     # -- explain --
-
-    if TYPE_CHECKING:  # the explain library's types; each method imports what it runs
-        from pipeline.config import SurrogateConfig
-        from pipeline.explain.surrogate import Rule, Surrogate
-        from pipeline.explain.trust import Predict, Score
 
     def prediction_of(self, outputs: np.ndarray) -> np.ndarray:
         return np.asarray(outputs[:, 0])
